@@ -1,0 +1,1 @@
+"""ReasonBrain modules (paper section 3.2)."""

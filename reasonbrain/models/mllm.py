@@ -1,0 +1,221 @@
+"""The MLLM of eq. 3: V = MLLM([IA(E_I(I)), R_V, R_T, E_T(H), [IMG_1..IMG_r]]) over a transformers LLaVA model.
+
+E_I is the LLaVA vision tower, IA its multimodal projector (trainable), the language model is adapted with LoRA
+(peft) and r new [IMG] tokens are added to the tokenizer and embeddings (their ids live in the config).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from peft import LoraConfig, PeftModel, get_peft_model
+from torch import nn
+from transformers import LlavaForConditionalGeneration, PreTrainedTokenizerBase
+from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+
+logger = logging.getLogger(__name__)
+
+IMG_TOKEN_FORMAT = "[IMG{}]"
+PLACEHOLDER_TOKEN = "<image>"
+
+
+def img_tokens(num: int) -> list[str]:
+    return [IMG_TOKEN_FORMAT.format(i) for i in range(num)]
+
+
+def add_img_tokens(tokenizer: PreTrainedTokenizerBase, num: int, expected_ids: list[int] | None) -> list[int]:
+    """Add the r [IMG] tokens (no-op when present) and check their ids against the config's."""
+    tokenizer.add_tokens(img_tokens(num), special_tokens=True)
+    ids = tokenizer.convert_tokens_to_ids(img_tokens(num))
+    if expected_ids is not None and list(expected_ids) != list(ids):
+        raise ValueError(
+            f"the tokenizer gives the [IMG] tokens ids {ids[:3]}..., the config says {list(expected_ids)[:3]}...; "
+            "use the tokenizer saved with this checkpoint or set mllm.img_token_ids to null to re-assign them"
+        )
+    return list(ids)
+
+
+@dataclass
+class MLLMOutput:
+    img_hidden: torch.Tensor  # (B, r, d_llm) V: hidden states at the [IMG] positions
+    mllm_loss: torch.Tensor | None  # eq. A1, NLL of each [IMG_i] given the prefix (mean over tokens)
+
+
+class ReasonBrainMLLM(nn.Module):
+    def __init__(
+        self,
+        *,
+        vlm: LlavaForConditionalGeneration | PeftModel,
+        tokenizer: PreTrainedTokenizerBase,
+        img_token_ids: list[int],
+        multiscale_layers: list[int],
+        vision_feature_layer: int = -2,
+        max_instruction_tokens: int = 96,
+    ) -> None:
+        super().__init__()
+        self.vlm = vlm
+        self.tokenizer = tokenizer
+        self.img_token_ids = list(img_token_ids)
+        self.multiscale_layers = list(multiscale_layers)
+        self.vision_feature_layer = vision_feature_layer
+        self.max_instruction_tokens = max_instruction_tokens
+        placeholder = tokenizer.convert_tokens_to_ids(PLACEHOLDER_TOKEN)
+        self.placeholder_id = placeholder if placeholder != tokenizer.unk_token_id else tokenizer.pad_token_id
+        vocab = self.base.get_input_embeddings().weight.shape[0]
+        if max(self.img_token_ids) >= vocab:
+            raise ValueError(f"[IMG] token id {max(self.img_token_ids)} is outside the embedding table ({vocab})")
+        vc = self.base.config.vision_config
+        self.register_buffer("clip_mean", torch.tensor(OPENAI_CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("clip_std", torch.tensor(OPENAI_CLIP_STD).view(1, 3, 1, 1), persistent=False)
+        self.vision_image_size = int(vc.image_size)
+        self.grid_size = int(vc.image_size // vc.patch_size)
+        self.vision_dim = int(vc.hidden_size) * len(self.multiscale_layers)
+        self.hidden_size = int(self.base.config.text_config.hidden_size)
+
+    # --- construction ---------------------------------------------------------------------------------------
+    @staticmethod
+    def lora_config(lora: dict, img_token_ids: list[int], tied: bool) -> LoraConfig:
+        modules_to_save = ["multi_modal_projector"] + ([] if tied else ["lm_head"])
+        return LoraConfig(
+            r=int(lora["r"]),
+            lora_alpha=int(lora["alpha"]),
+            lora_dropout=float(lora.get("dropout", 0.0)),
+            target_modules=lora.get("target_modules", r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"),
+            trainable_token_indices={"embed_tokens": list(img_token_ids)},
+            modules_to_save=modules_to_save,
+        )
+
+    @staticmethod
+    def prepare_base(vlm: LlavaForConditionalGeneration, num_tokens: int, freeze_vision_tower: bool) -> None:
+        if vlm.get_input_embeddings().weight.shape[0] < num_tokens:
+            vlm.resize_token_embeddings(num_tokens)
+        if freeze_vision_tower:
+            vlm.model.vision_tower.requires_grad_(False)
+
+    @property
+    def base(self) -> LlavaForConditionalGeneration:
+        return self.vlm.get_base_model() if isinstance(self.vlm, PeftModel) else self.vlm
+
+    @property
+    def uses_lora(self) -> bool:
+        return isinstance(self.vlm, PeftModel)
+
+    # --- E_I and IA -----------------------------------------------------------------------------------------
+    def encode_image(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """pixel_values (B, 3, H, W) in [-1, 1] -> IA tokens (B, N, d_llm), multi-scale E_I(I) (B, N, Dv*k)."""
+        base = self.base
+        x = (pixel_values + 1) / 2
+        size = self.vision_image_size
+        if x.shape[-2:] != (size, size):
+            x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True)
+        x = ((x - self.clip_mean) / self.clip_std).to(base.model.vision_tower.dtype)
+        out = base.model.vision_tower(x, output_hidden_states=True)
+        hidden = out.hidden_states  # tuple of (B, 1 + N, Dv)
+        ia_tokens = base.model.multi_modal_projector(hidden[self.vision_feature_layer][:, 1:])  # (B, N, d_llm)
+        multiscale = torch.cat([hidden[i][:, 1:] for i in self.multiscale_layers], dim=-1)  # (B, N, Dv*k)
+        return ia_tokens, multiscale
+
+    # --- the MLLM sequence ------------------------------------------------------------------------------------
+    def build_sequence(
+        self,
+        instructions: list[str],
+        ia_tokens: torch.Tensor,
+        r_v: torch.Tensor | None = None,
+        r_v_padding: torch.Tensor | None = None,
+        r_t: torch.Tensor | None = None,
+        *,
+        text_template: str = " Instruction: {}",
+        append_img_tokens: bool = True,
+    ) -> dict[str, torch.Tensor]:
+        """[BOS] USER: [IA][R_V][R_T] Instruction: H ASSISTANT: [IMG_1..IMG_r], left-padded to a batch.
+
+        With ``append_img_tokens=False`` the sequence ends at "ASSISTANT:" (a prompt for text generation).
+        """
+        tok = self.tokenizer
+        b = ia_tokens.shape[0]
+        if len(instructions) != b:
+            raise ValueError(f"got {len(instructions)} instructions for {b} images")
+        visual = [ia_tokens] + [t for t in (r_v, r_t) if t is not None]
+        visual_embeds = torch.cat(visual, dim=1)  # (B, Nvis, d_llm)
+        visual_keep = torch.ones(visual_embeds.shape[:2], dtype=torch.bool, device=ia_tokens.device)
+        if r_v is not None and r_v_padding is not None:
+            start = ia_tokens.shape[1]
+            visual_keep[:, start : start + r_v.shape[1]] = ~r_v_padding
+        n_vis = visual_embeds.shape[1]
+        prefix = ([tok.bos_token_id] if tok.bos_token_id is not None else []) + tok.encode(
+            "USER:", add_special_tokens=False
+        )
+        suffix = tok.encode(" ASSISTANT:", add_special_tokens=False)
+        if append_img_tokens:
+            suffix = suffix + self.img_token_ids
+        rows, keeps = [], []
+        for i, text in enumerate(instructions):
+            body = tok.encode(text_template.format(text), add_special_tokens=False)[: self.max_instruction_tokens]
+            ids = prefix + [self.placeholder_id] * n_vis + body + suffix
+            keep = [True] * len(prefix) + visual_keep[i].tolist() + [True] * (len(body) + len(suffix))
+            rows.append(ids)
+            keeps.append(keep)
+        length = max(len(r) for r in rows)
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        input_ids = torch.full((b, length), pad, dtype=torch.long)
+        attention = torch.zeros((b, length), dtype=torch.long)
+        vis_mask = torch.zeros((b, length), dtype=torch.bool)
+        for i, (ids, keep) in enumerate(zip(rows, keeps)):
+            off = length - len(ids)  # left padding
+            input_ids[i, off:] = torch.tensor(ids)
+            attention[i, off:] = torch.tensor(keep, dtype=torch.long)
+            vis_mask[i, off + len(prefix) : off + len(prefix) + n_vis] = True
+        device = ia_tokens.device
+        input_ids, attention, vis_mask = input_ids.to(device), attention.to(device), vis_mask.to(device)
+        embeds = self.base.get_input_embeddings()(input_ids)  # (B, L, d_llm)
+        embeds = embeds.masked_scatter(vis_mask.unsqueeze(-1), visual_embeds.to(embeds.dtype))
+        position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
+        return {"input_ids": input_ids, "inputs_embeds": embeds, "attention_mask": attention,
+                "position_ids": position_ids}
+
+    def img_token_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
+        ids = torch.tensor(self.img_token_ids, device=input_ids.device)
+        mask = torch.isin(input_ids, ids)  # (B, L)
+        counts = mask.sum(dim=1)
+        r = len(self.img_token_ids)
+        if bool((counts != r).any()):
+            raise ValueError(
+                f"each sequence must hold exactly {r} [IMG] tokens, found {counts.tolist()}; "
+                "do not put [IMG] tokens in instructions"
+            )
+        return mask
+
+    def forward(self, sequence: dict[str, torch.Tensor], compute_loss: bool = False) -> MLLMOutput:
+        input_ids = sequence["input_ids"]
+        img_mask = self.img_token_mask(input_ids)
+        base = self.base
+        hidden = base.model.language_model(
+            inputs_embeds=sequence["inputs_embeds"],
+            attention_mask=sequence["attention_mask"],
+            position_ids=sequence["position_ids"],
+        ).last_hidden_state  # (B, L, d_llm)
+        b = hidden.shape[0]
+        img_hidden = hidden[img_mask].view(b, len(self.img_token_ids), -1)  # (B, r, d_llm)
+        loss = None
+        if compute_loss:
+            # eq. A1: the state before [IMG_i] predicts [IMG_i] (teacher forcing over the r tokens).
+            predicts_img = img_mask[:, 1:]  # (B, L-1)
+            logits = base.lm_head(hidden[:, :-1][predicts_img])  # (B*r, vocab)
+            loss = F.cross_entropy(logits.float(), input_ids[:, 1:][predicts_img])
+        return MLLMOutput(img_hidden=img_hidden, mllm_loss=loss)
+
+    @torch.no_grad()
+    def generate_text(self, sequence: dict[str, torch.Tensor], max_new_tokens: int) -> list[str]:
+        """Greedy text from the MLLM given a prefix sequence (used for reasoning text and object answers)."""
+        base = self.base
+        out = base.generate(
+            inputs_embeds=sequence["inputs_embeds"],
+            attention_mask=sequence["attention_mask"],
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]

@@ -1,0 +1,473 @@
+"""ReasonBrainModel: every component of the paper in one module, built from a ReasonBrainConfig.
+
+Checkpoint folder layout (one subfolder per component, strict loading):
+    reasonbrain_config.json  tokenizer/  text_tokenizer/
+    mllm/          the LLaVA model (only when it has no Hub id or is fully fine-tuned)
+    mllm_adapter/  LoRA + [IMG] token rows + image adapter, in PEFT's own format (when LoRA is on)
+    text_encoder/  (only when it has no Hub id)     vae/ (likewise)
+    frce/  qformer/  cme/  conditioning/  unet/    ModelMixin folders (config.json + safetensors)
+Which component comes from where is decided by config fields, never by path names.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
+from safetensors.torch import load_file
+from torch import nn
+from transformers import AutoTokenizer, CLIPTextConfig, CLIPTextModel, LlavaConfig, LlavaForConditionalGeneration
+
+from reasonbrain.configuration import BUNDLED_TOKENIZER, CONFIG_NAME, ReasonBrainConfig
+from reasonbrain.models.cme import CrossModalEnhancer
+from reasonbrain.models.conditioning import UNetConditioning
+from reasonbrain.models.frce import FineGrainedReasoningCues, FRCEOutput
+from reasonbrain.models.mllm import ReasonBrainMLLM, add_img_tokens
+from reasonbrain.models.qformer import ReasonQFormer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ConditionOutput:
+    """Everything computed once per edit (independent of the denoising step)."""
+
+    input_offset: torch.Tensor  # (B, C_in, h, w) R-_visual + R-_text added to [z_t, latent(I)]
+    context: torch.Tensor  # (B, L, cross_attention_dim) [e-_visual, e-_text] (or projected V^)
+    img_hidden: torch.Tensor  # (B, r, d_llm) V
+    guidance: torch.Tensor  # (B, Q, d_q) V^ = QFormer(V)
+    frce: FRCEOutput | None
+    mllm_loss: torch.Tensor | None
+
+
+def bundled_tokenizer_path() -> str:
+    from importlib import resources
+
+    return str(resources.files("reasonbrain.presets").joinpath("tokenizer"))
+
+
+def _tokenizer_source(name: str) -> str:
+    return bundled_tokenizer_path() if name == BUNDLED_TOKENIZER else name
+
+
+def load_strict(cls, path: str, **kwargs):
+    """``cls.from_pretrained`` that raises on missing, unexpected or mismatched weights."""
+    model, info = cls.from_pretrained(path, output_loading_info=True, **kwargs)
+    problems = {k: list(info.get(k) or []) for k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    problems = {k: v for k, v in problems.items() if v}
+    if problems:
+        raise ValueError(f"{cls.__name__} weights in {path} do not match its config: {problems}")
+    return model
+
+
+class ReasonBrainModel(nn.Module):
+    def __init__(
+        self,
+        *,
+        config: ReasonBrainConfig,
+        mllm: ReasonBrainMLLM,
+        text_encoder: CLIPTextModel,
+        text_tokenizer,
+        frce: FineGrainedReasoningCues | None,
+        qformer: ReasonQFormer,
+        cme: CrossModalEnhancer | None,
+        conditioning: UNetConditioning,
+        unet: UNet2DConditionModel,
+        vae: AutoencoderKL,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.mllm = mllm
+        self.text_encoder = text_encoder
+        self.text_tokenizer = text_tokenizer
+        self.frce = frce
+        self.qformer = qformer
+        self.cme = cme
+        self.conditioning = conditioning
+        self.unet = unet
+        self.vae = vae
+        self.text_encoder.requires_grad_(False)
+        self.vae.requires_grad_(False)
+
+    # ------------------------------------------------------------------------------------------------------
+    # construction
+    # ------------------------------------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: ReasonBrainConfig, *, load_backbones: bool = False) -> ReasonBrainModel:
+        """Build every component. Random weights everywhere unless ``load_backbones`` (Hub ids -> weights)."""
+        mc = config.mllm
+        tokenizer = AutoTokenizer.from_pretrained(_tokenizer_source(mc.tokenizer))
+        img_ids = add_img_tokens(tokenizer, mc.num_img_tokens, mc.img_token_ids)
+        if load_backbones and mc.pretrained_model_name_or_path:
+            vlm = LlavaForConditionalGeneration.from_pretrained(mc.pretrained_model_name_or_path)
+        else:
+            vlm = LlavaForConditionalGeneration(LlavaConfig(**mc.config))
+        config = config.replace(mllm={"img_token_ids": img_ids})
+        text_tokenizer, text_encoder = cls._build_text_encoder(config, load_backbones)
+        unet, vae = cls._build_diffusion(config, load_backbones)
+        mllm = cls._wrap_mllm(config, vlm, tokenizer, img_ids, adapter_path=None)
+        return cls._assemble(config, mllm, text_encoder, text_tokenizer, unet, vae)
+
+    @staticmethod
+    def _build_text_encoder(config: ReasonBrainConfig, load_backbones: bool):
+        tc = config.text_encoder
+        kw = {"subfolder": tc.tokenizer_subfolder} if tc.tokenizer_subfolder else {}
+        text_tokenizer = AutoTokenizer.from_pretrained(_tokenizer_source(tc.tokenizer), **kw)
+        if load_backbones and tc.pretrained_model_name_or_path:
+            kw = {"subfolder": tc.subfolder} if tc.subfolder else {}
+            text_encoder = CLIPTextModel.from_pretrained(tc.pretrained_model_name_or_path, **kw)
+        else:
+            text_encoder = CLIPTextModel(CLIPTextConfig(**tc.config))
+        return text_tokenizer, text_encoder
+
+    @staticmethod
+    def _build_diffusion(config: ReasonBrainConfig, load_backbones: bool):
+        dc = config.diffusion
+        if load_backbones and dc.unet_pretrained and dc.unet_init != "random":
+            unet = UNet2DConditionModel.from_pretrained(dc.unet_pretrained, subfolder=dc.unet_subfolder)
+            if dc.unet_init == "expand_conv_in":
+                unet = _expand_conv_in(unet, 2 * config.latent_channels)
+        else:
+            unet = UNet2DConditionModel(**dc.unet)
+        if load_backbones and dc.vae_pretrained:
+            vae = AutoencoderKL.from_pretrained(dc.vae_pretrained, subfolder=dc.vae_subfolder)
+        else:
+            vae = AutoencoderKL(**dc.vae)
+        return unet, vae
+
+    @staticmethod
+    def _wrap_mllm(config, vlm, tokenizer, img_ids, adapter_path: str | None) -> ReasonBrainMLLM:
+        mc = config.mllm
+        ReasonBrainMLLM.prepare_base(vlm, len(tokenizer), mc.freeze_vision_tower)
+        if mc.lora is not None:
+            tied = vlm.get_input_embeddings().weight is vlm.get_output_embeddings().weight
+            if adapter_path is None:
+                vlm = get_peft_model(vlm, ReasonBrainMLLM.lora_config(mc.lora, img_ids, tied))
+            else:
+                vlm = get_peft_model(vlm, LoraConfig.from_pretrained(adapter_path))
+                state = load_file(os.path.join(adapter_path, "adapter_model.safetensors"))
+                result = set_peft_model_state_dict(vlm, state)
+                adapter_missing = _untied_missing(vlm, [k for k in result.missing_keys if _is_adapter_key(k)])
+                if result.unexpected_keys or adapter_missing:
+                    raise ValueError(
+                        f"LoRA adapter in {adapter_path} does not match the model: unexpected "
+                        f"{list(result.unexpected_keys)[:5]}, missing {adapter_missing[:5]}"
+                    )
+        return ReasonBrainMLLM(
+            vlm=vlm,
+            tokenizer=tokenizer,
+            img_token_ids=img_ids,
+            multiscale_layers=mc.multiscale_layers,
+            vision_feature_layer=mc.vision_feature_layer,
+            max_instruction_tokens=mc.max_instruction_tokens,
+        )
+
+    @classmethod
+    def _assemble(cls, config, mllm, text_encoder, text_tokenizer, unet, vae, folder: str | None = None):
+        """Build (or, with ``folder``, strictly load) the ReasonBrain-own modules around the backbones."""
+        comp = config.components
+        text_dim = int(text_encoder.config.hidden_size)
+        grid = mllm.grid_size
+        cad = int(unet.config.cross_attention_dim)
+        in_ch = int(unet.config.in_channels)
+
+        def make(sub: str, klass, **kwargs):
+            if folder is not None:
+                return load_strict(klass, os.path.join(folder, sub))
+            return klass(**kwargs)
+
+        frce = None
+        if comp.patch_branch or comp.region_branch:
+            f = config.frce
+            frce = make(
+                "frce", FineGrainedReasoningCues,
+                vision_dim=mllm.vision_dim, text_dim=text_dim, llm_hidden_size=mllm.hidden_size, grid_size=grid,
+                hidden_size=f.hidden_size, num_heads=f.num_heads, patch_size=f.patch_size,
+                patch_layers=f.patch_layers, region_layers=f.region_layers, max_regions=f.max_regions,
+                ff_mult=f.ff_mult, use_patch_branch=comp.patch_branch, use_region_branch=comp.region_branch,
+                use_id_controller=comp.id_controller,
+            )
+        q = config.qformer
+        qformer = make(
+            "qformer", ReasonQFormer,
+            encoder_hidden_size=mllm.hidden_size, num_layers=q.num_layers, num_queries=q.num_queries,
+            hidden_size=q.hidden_size, num_heads=q.num_heads, intermediate_size=q.intermediate_size,
+        )
+        cme = None
+        if comp.visual_enhancer or comp.text_enhancer:
+            c = config.cme
+            cme = make(
+                "cme", CrossModalEnhancer,
+                vision_dim=mllm.vision_dim, text_dim=text_dim, cue_dim=config.frce.hidden_size,
+                guidance_dim=q.hidden_size, out_dim=cad, hidden_size=c.hidden_size, num_heads=c.num_heads,
+                num_queries=c.num_queries, ff_mult=c.ff_mult, num_blocks=c.num_blocks,
+                use_visual_enhancer=comp.visual_enhancer, use_text_enhancer=comp.text_enhancer,
+            )
+        conditioning = make(
+            "conditioning", UNetConditioning,
+            in_channels=in_ch, cross_attention_dim=cad, guidance_dim=q.hidden_size, grid_size=grid,
+            use_visual=comp.visual_enhancer, use_text=comp.text_enhancer,
+        )
+        return cls(
+            config=config, mllm=mllm, text_encoder=text_encoder, text_tokenizer=text_tokenizer, frce=frce,
+            qformer=qformer, cme=cme, conditioning=conditioning, unet=unet, vae=vae,
+        )
+
+    # ------------------------------------------------------------------------------------------------------
+    # save / load
+    # ------------------------------------------------------------------------------------------------------
+    def save_pretrained(self, folder: str | os.PathLike) -> None:
+        folder = str(folder)
+        os.makedirs(folder, exist_ok=True)
+        cfg = self.config
+        cfg.save(folder)
+        self.mllm.tokenizer.save_pretrained(os.path.join(folder, "tokenizer"))
+        self.text_tokenizer.save_pretrained(os.path.join(folder, "text_tokenizer"))
+        if self._saves_mllm_base():
+            # With LoRA the frozen base is saved from a copy with the adapters removed (peft's unload()).
+            base = copy.deepcopy(self.mllm.vlm).unload() if self.mllm.uses_lora else self.mllm.base
+            base.save_pretrained(os.path.join(folder, "mllm"))
+        if self.mllm.uses_lora:
+            self.mllm.vlm.save_pretrained(os.path.join(folder, "mllm_adapter"))
+        if not cfg.text_encoder.pretrained_model_name_or_path:
+            self.text_encoder.save_pretrained(os.path.join(folder, "text_encoder"))
+        if not cfg.diffusion.vae_pretrained:
+            self.vae.save_pretrained(os.path.join(folder, "vae"))
+        self.unet.save_pretrained(os.path.join(folder, "unet"))
+        for name in ("frce", "qformer", "cme", "conditioning"):
+            module = getattr(self, name)
+            if module is not None:
+                module.save_pretrained(os.path.join(folder, name))
+
+    def _saves_mllm_base(self) -> bool:
+        return not self.config.mllm.pretrained_model_name_or_path or self.config.mllm.lora is None
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike, *, torch_dtype: torch.dtype | None = None):
+        """Load a checkpoint folder written by ``save_pretrained`` (strict: mismatched weights raise)."""
+        folder = str(folder)
+        config_path = os.path.join(folder, CONFIG_NAME)
+        if not os.path.isfile(config_path):
+            raise ValueError(f"{folder} is not a ReasonBrain checkpoint (no {CONFIG_NAME})")
+        config = ReasonBrainConfig.from_json_file(config_path)
+        mc = config.mllm
+        tokenizer = AutoTokenizer.from_pretrained(os.path.join(folder, "tokenizer"))
+        img_ids = add_img_tokens(tokenizer, mc.num_img_tokens, mc.img_token_ids)
+        base_src = os.path.join(folder, "mllm") if (not mc.pretrained_model_name_or_path or mc.lora is None) else (
+            mc.pretrained_model_name_or_path
+        )
+        vlm = load_strict(LlavaForConditionalGeneration, base_src)
+        adapter = os.path.join(folder, "mllm_adapter") if mc.lora is not None else None
+        mllm = cls._wrap_mllm(config, vlm, tokenizer, img_ids, adapter_path=adapter)
+        text_tokenizer = AutoTokenizer.from_pretrained(os.path.join(folder, "text_tokenizer"))
+        tc = config.text_encoder
+        if tc.pretrained_model_name_or_path:
+            kw = {"subfolder": tc.subfolder} if tc.subfolder else {}
+            text_encoder = load_strict(CLIPTextModel, tc.pretrained_model_name_or_path, **kw)
+        else:
+            text_encoder = load_strict(CLIPTextModel, os.path.join(folder, "text_encoder"))
+        dc = config.diffusion
+        unet = load_strict(UNet2DConditionModel, os.path.join(folder, "unet"))
+        if dc.vae_pretrained:
+            vae = load_strict(AutoencoderKL, dc.vae_pretrained, subfolder=dc.vae_subfolder)
+        else:
+            vae = load_strict(AutoencoderKL, os.path.join(folder, "vae"))
+        model = cls._assemble(config, mllm, text_encoder, text_tokenizer, unet, vae, folder=folder)
+        if torch_dtype is not None:
+            model.to(dtype=torch_dtype)
+        return model.eval()
+
+    # ------------------------------------------------------------------------------------------------------
+    # properties
+    # ------------------------------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.unet.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.unet.dtype
+
+    @property
+    def grid_size(self) -> int:
+        """Side of the vision feature grid; region masks are pooled onto it."""
+        return self.mllm.grid_size
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    def component_parameters(self) -> dict[str, tuple[int, int]]:
+        """name -> (total, trainable) parameter counts."""
+        out = {}
+        parts = {
+            "vision_tower (E_I)": self.mllm.base.model.vision_tower,
+            "image_adapter (IA)": self.mllm.base.model.multi_modal_projector,
+            "language_model": self.mllm.base.model.language_model,
+            "lm_head": self.mllm.base.lm_head,
+            "text_encoder (E_T)": self.text_encoder,
+            "frce": self.frce,
+            "qformer": self.qformer,
+            "cme": self.cme,
+            "conditioning": self.conditioning,
+            "unet": self.unet,
+            "vae": self.vae,
+        }
+        seen: set[int] = set()
+        for name, module in parts.items():
+            if module is None:
+                continue
+            total = trainable = 0
+            for p in module.parameters():
+                if id(p) in seen:
+                    continue
+                seen.add(id(p))
+                total += p.numel()
+                trainable += p.numel() if p.requires_grad else 0
+            out[name] = (total, trainable)
+        return out
+
+    # ------------------------------------------------------------------------------------------------------
+    # forward pieces
+    # ------------------------------------------------------------------------------------------------------
+    def encode_text(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """E_T: (B, L, D_t) hidden states and (B, L) padding mask (True = padding)."""
+        tok = self.text_tokenizer(
+            texts, padding="max_length", truncation=True, max_length=self.config.text_encoder.max_length,
+            return_tensors="pt",
+        )
+        ids = tok.input_ids.to(self.device)
+        mask = tok.attention_mask.to(self.device)
+        mask[:, 0] = 1  # an empty text still gets one (pad) token to attend to
+        hidden = self.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        return hidden, mask == 0
+
+    def encode_objects(self, object_tokens: list[str]) -> torch.Tensor:
+        """The object token O = E_T(serialised object), mean-pooled: (B, 1, D_t)."""
+        hidden, padding = self.encode_text(object_tokens)
+        keep = (~padding).unsqueeze(-1).to(hidden.dtype)
+        return ((hidden * keep).sum(1) / keep.sum(1).clamp(min=1.0)).unsqueeze(1)
+
+    def encode_condition(
+        self,
+        pixel_values: torch.Tensor,
+        instructions: list[str],
+        object_tokens: list[str],
+        region_masks: torch.Tensor | None,
+        region_valid: torch.Tensor | None,
+        latent_hw: tuple[int, int],
+        compute_mllm_loss: bool = False,
+    ) -> ConditionOutput:
+        """FRCE -> MLLM -> QFormer -> CME -> UNet conditioning, for a batch of (image, instruction)."""
+        b = pixel_values.shape[0]
+        if not (len(instructions) == len(object_tokens) == b):
+            raise ValueError(f"batch size mismatch: {b} images, {len(instructions)} instructions, "
+                             f"{len(object_tokens)} object tokens")
+        comp = self.config.components
+        # 1. encoders: E_I (multi-scale) and IA; E_T for the instruction and the object token O
+        ia_tokens, image_features = self.mllm.encode_image(pixel_values)  # (B, N, d_llm), (B, N, Dv*k)
+        text_features, text_padding = self.encode_text(instructions)  # (B, L, D_t)
+        # 2. FRCE: R_V = [R_local; R_global], R_T = ID Controller(O, R_V)
+        frce_out = None
+        if self.frce is not None:
+            object_embeds = self.encode_objects(object_tokens) if comp.id_controller else None
+            if comp.region_branch and region_masks is not None:
+                region_masks = region_masks.to(device=self.device, dtype=image_features.dtype)
+                region_valid = region_valid.to(self.device)
+            frce_out = self.frce(image_features, region_masks, region_valid, object_embeds)
+        # 3. MLLM over [IA(E_I(I)), R_V, R_T, E_T(H), [IMG]] -> V
+        sequence = self.mllm.build_sequence(
+            instructions, ia_tokens,
+            r_v=frce_out.r_v_llm if frce_out is not None else None,
+            r_v_padding=frce_out.r_v_padding if frce_out is not None else None,
+            r_t=frce_out.r_t_llm if frce_out is not None else None,
+        )
+        mllm_out = self.mllm(sequence, compute_loss=compute_mllm_loss)
+        # 4. QFormer: V^ = QFormer(V)
+        guidance = self.qformer(mllm_out.img_hidden)  # (B, Q, d_q)
+        # 5. CME: visual and textual enhancers
+        visual = textual = None
+        if self.cme is not None:
+            visual, textual = self.cme(
+                guidance,
+                image_features=image_features,
+                r_v=frce_out.r_v, r_v_padding=frce_out.r_v_padding,
+                text_features=text_features, text_padding=text_padding,
+                r_t=frce_out.r_t,
+            )
+        # 6. UNet-side terms: additive input maps and cross-attention context
+        offset, context = self.conditioning(
+            latent_hw, guidance,
+            visual_enhanced=visual.enhanced if visual is not None else None,
+            visual_context=visual.context if visual is not None else None,
+            text_enhanced=textual.enhanced if textual is not None else None,
+            text_context=textual.context if textual is not None else None,
+            text_padding=text_padding,
+        )
+        return ConditionOutput(
+            input_offset=offset, context=context, img_hidden=mllm_out.img_hidden, guidance=guidance,
+            frce=frce_out, mllm_loss=mllm_out.mllm_loss,
+        )
+
+    def predict_noise(
+        self,
+        noisy_latents: torch.Tensor,
+        timesteps: torch.Tensor,
+        image_latents: torch.Tensor,
+        input_offset: torch.Tensor,
+        context: torch.Tensor,
+    ) -> torch.Tensor:
+        """eps(t, [z_t, latent(I)] + R-_visual + R-_text, context=[e-_visual, e-_text]) (eq. A2)."""
+        unet_input = torch.cat([noisy_latents, image_latents], dim=1) + input_offset  # (B, 2C, h, w)
+        return self.unet(unet_input, timesteps, encoder_hidden_states=context).sample
+
+    def encode_image_latents(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """latent(I) for the UNet's image channels (InstructPix2Pix: the distribution's mode, unscaled)."""
+        return self.vae.encode(pixel_values.to(self.vae.dtype)).latent_dist.mode()
+
+    def encode_target_latents(self, pixel_values: torch.Tensor, generator=None) -> torch.Tensor:
+        latents = self.vae.encode(pixel_values.to(self.vae.dtype)).latent_dist.sample(generator)
+        return latents * self.vae.config.scaling_factor
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode(latents / self.vae.config.scaling_factor).sample.clamp(-1, 1)
+
+
+def _is_adapter_key(key: str) -> bool:
+    return any(s in key for s in ("lora_", "modules_to_save", "trainable_tokens"))
+
+
+def _untied_missing(model: nn.Module, missing: list[str]) -> list[str]:
+    """Drop missing keys whose tensor is shared with (tied to) a tensor that was loaded."""
+    if not missing:
+        return missing
+    by_tensor: dict[int, set[str]] = {}
+    for name, tensor in list(model.named_parameters(remove_duplicate=False)) + list(
+        model.named_buffers(remove_duplicate=False)
+    ):
+        by_tensor.setdefault(id(tensor), set()).add(name)
+    missing_set = set(missing)
+    return [k for k in missing if not any(k in names and names - missing_set for names in by_tensor.values())]
+
+
+def _expand_conv_in(unet: UNet2DConditionModel, in_channels: int) -> UNet2DConditionModel:
+    """InstructPix2Pix initialisation: extra input channels with zero weights (the image latent starts inert)."""
+    old = unet.conv_in
+    if old.in_channels == in_channels:
+        return unet
+    new = nn.Conv2d(in_channels, old.out_channels, old.kernel_size, old.stride, old.padding)
+    with torch.no_grad():
+        new.weight.zero_()
+        new.weight[:, : old.in_channels] = old.weight
+        new.bias.copy_(old.bias)
+    unet.conv_in = new
+    unet.register_to_config(in_channels=in_channels)
+    return unet
+
+
+__all__ = ["ReasonBrainModel", "ConditionOutput"]

@@ -1,0 +1,100 @@
+"""The training task: L = L_MLLM (eq. A1) + L_DM (eq. A2), returned as a dict of named losses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from diffusers import SchedulerMixin
+
+from reasonbrain.configuration import ReasonBrainConfig
+from reasonbrain.models.reasonbrain import ReasonBrainModel
+from reasonbrain.schedulers import make_scheduler
+
+ABLATION_SWITCHES = ("patch_branch", "region_branch", "id_controller", "visual_enhancer", "text_enhancer")
+
+
+def ablation_config(config: ReasonBrainConfig, **switches: bool) -> ReasonBrainConfig:
+    """A copy of ``config`` with components switched off, e.g. ``ablation_config(c, region_branch=False)``.
+
+    ``baseline=True`` turns every FRCE/CME component off (the paper's "MLLM + diffusion" baseline).
+    """
+    if switches.pop("baseline", False):
+        switches = {name: False for name in ABLATION_SWITCHES} | switches
+    unknown = set(switches) - set(ABLATION_SWITCHES)
+    if unknown:
+        raise ValueError(f"unknown ablation switches {sorted(unknown)}; valid: {', '.join(ABLATION_SWITCHES)}")
+    return config.replace(components=switches)
+
+
+@dataclass
+class Batch:
+    source: torch.Tensor  # (B, 3, H, W) in [-1, 1]
+    target: torch.Tensor  # (B, 3, H, W) in [-1, 1]
+    instructions: list[str]
+    object_tokens: list[str]
+    region_masks: torch.Tensor | None  # (B, R, g, g) soft masks on the vision grid
+    region_valid: torch.Tensor | None  # (B, R) bool
+
+
+class ReasonBrainTrainingTask:
+    """Computes {"mllm_loss", "dm_loss", "loss"} for one batch.
+
+    Classifier-free guidance is trained as in InstructPix2Pix: each sample independently drops its instruction
+    (empty text and no object), its source image (zero image latent), or both, with probability ``cond_dropout``.
+    """
+
+    def __init__(
+        self,
+        model: ReasonBrainModel,
+        *,
+        noise_scheduler: SchedulerMixin | None = None,
+        cond_dropout: float = 0.05,
+        mllm_loss_weight: float = 1.0,
+    ) -> None:
+        self.model = model
+        self.noise_scheduler = noise_scheduler or make_scheduler(model.config.diffusion.train_scheduler)
+        self.cond_dropout = cond_dropout
+        self.mllm_loss_weight = mllm_loss_weight
+
+    def __call__(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        model = self.model
+        device = model.device
+        source = batch.source.to(device)
+        target = batch.target.to(device)
+        b = source.shape[0]
+        instructions, object_tokens = list(batch.instructions), list(batch.object_tokens)
+        drop_image = torch.zeros(b, dtype=torch.bool)
+        if self.cond_dropout > 0:
+            u = torch.rand(b, generator=generator)
+            drop_text = u < 2 * self.cond_dropout  # [0, p): text only, [p, 2p): both, [2p, 3p): image only
+            drop_image = (u >= self.cond_dropout) & (u < 3 * self.cond_dropout)
+            for i in torch.nonzero(drop_text).flatten().tolist():
+                instructions[i], object_tokens[i] = "", ""
+        with torch.no_grad():
+            latents = model.encode_target_latents(target, generator=None)  # (B, C, h, w)
+            image_latents = model.encode_image_latents(source)
+        image_latents = image_latents * (~drop_image).to(device, image_latents.dtype)[:, None, None, None]
+        cond = model.encode_condition(
+            source, instructions, object_tokens, batch.region_masks, batch.region_valid,
+            latent_hw=tuple(latents.shape[-2:]), compute_mllm_loss=True,
+        )
+        noise = torch.randn(latents.shape, generator=generator).to(device, latents.dtype)
+        steps = self.noise_scheduler.config.num_train_timesteps
+        timesteps = torch.randint(0, steps, (b,), generator=generator).to(device)
+        noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
+        pred = model.predict_noise(noisy, timesteps, image_latents, cond.input_offset, cond.context)
+        prediction_type = self.noise_scheduler.config.prediction_type
+        if prediction_type == "epsilon":
+            target_pred = noise
+        elif prediction_type == "v_prediction":
+            target_pred = self.noise_scheduler.get_velocity(latents, noise, timesteps)
+        else:
+            raise ValueError(f"unsupported prediction_type {prediction_type!r}; use epsilon or v_prediction")
+        dm_loss = F.mse_loss(pred.float(), target_pred.float())
+        mllm_loss = cond.mllm_loss
+        return {"mllm_loss": mllm_loss, "dm_loss": dm_loss, "loss": dm_loss + self.mllm_loss_weight * mllm_loss}
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
