@@ -83,7 +83,7 @@ class ReasonBrainMLLM(nn.Module):
             r=int(lora["r"]),
             lora_alpha=int(lora["alpha"]),
             lora_dropout=float(lora.get("dropout", 0.0)),
-            target_modules=lora.get("target_modules", r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"),
+            target_modules=lora.get("target_modules", r".*language_model.*\.(q_proj|k_proj|v_proj|qkv_proj|o_proj)"),
             trainable_token_indices={"embed_tokens": list(img_token_ids)},
             modules_to_save=modules_to_save,
         )

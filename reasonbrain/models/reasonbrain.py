@@ -98,8 +98,19 @@ class ReasonBrainModel(nn.Module):
     # construction
     # ------------------------------------------------------------------------------------------------------
     @classmethod
-    def from_config(cls, config: ReasonBrainConfig, *, load_backbones: bool = False) -> ReasonBrainModel:
-        """Build every component. Random weights everywhere unless ``load_backbones`` (Hub ids -> weights)."""
+    def from_config(
+        cls, config: ReasonBrainConfig, *, load_backbones: bool = False, bundled_tokenizers: bool = False
+    ) -> ReasonBrainModel:
+        """Build every component. Random weights everywhere unless ``load_backbones`` (Hub ids -> weights).
+
+        ``bundled_tokenizers`` swaps the presets' Hub tokenizers for the bundled one, so that real-size presets
+        can be built fully offline with random weights (parameter counts, speed and memory benchmarks).
+        """
+        if bundled_tokenizers:
+            config = config.replace(
+                mllm={"tokenizer": BUNDLED_TOKENIZER, "img_token_ids": None},
+                text_encoder={"tokenizer": BUNDLED_TOKENIZER, "tokenizer_subfolder": None},
+            )
         mc = config.mllm
         tokenizer = AutoTokenizer.from_pretrained(_tokenizer_source(mc.tokenizer))
         img_ids = add_img_tokens(tokenizer, mc.num_img_tokens, mc.img_token_ids)

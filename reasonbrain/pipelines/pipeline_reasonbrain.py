@@ -1,0 +1,374 @@
+"""ReasonBrainEditPipeline: (image, hypothetical instruction) -> edit, with the reasoning made visible.
+
+Diffusers-style API (``from_pretrained``, ``.to()``, one ``__call__`` with numbered steps, swappable
+``scheduler``, a ``generator``/``seed``, a dataclass output). It is not a ``DiffusionPipeline`` subclass because
+the ReasonBrain checkpoint is one composite folder (see ``ReasonBrainModel``), loaded strictly as a whole.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import PIL.Image
+import torch
+from tqdm.auto import tqdm
+
+from reasonbrain.configuration import ReasonBrainConfig
+from reasonbrain.image_io import load_image, prepare_image, restore_size, tensor_to_pil
+from reasonbrain.models.reasonbrain import ReasonBrainModel
+from reasonbrain.referring import ReferencedObject, extract_referenced_object, serialize_object_token
+from reasonbrain.regions import Regions, build_region_proposer, masks_to_feature_grid, pad_regions
+from reasonbrain.schedulers import make_scheduler, swap_scheduler
+
+logger = logging.getLogger(__name__)
+
+MAX_INSTRUCTION_CHARS = 1000
+MAX_STEPS = 1000
+MAX_GUIDANCE = 50.0
+ProgressCallback = Callable[[int, int], None]  # (steps done, total steps)
+
+REFERRING_PROMPT = (
+    " Which single object in the image does this instruction refer to? Instruction: {} "
+    "Answer with the object's name only."
+)
+REASONING_PROMPT = " Instruction: {} Briefly explain what the image should look like after this happens."
+
+
+@dataclass
+class ReasonBrainEditOutput:
+    images: list[PIL.Image.Image]  # the edit(s), at the input image's size
+    seed: int
+    instruction: str
+    referenced_object: ReferencedObject  # what the instruction was bound to
+    object_token: str  # the serialised object token O fed to the ID Controller
+    object_token_ids: list[int]  # O's ids in the text encoder's vocabulary
+    regions: Regions | None  # SAM regions at the model resolution (None when the region branch is off)
+    region_attention: list[float] | None  # ID Controller attention over the regions (sums to 1)
+    patch_attention: list[list[float]] | None  # ID Controller attention over the patch grid (heatmap)
+    reasoning: str | None  # the MLLM's reasoning text, on presets that generate one
+    timings: dict[str, float]  # seconds per stage
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything but the pixels, JSON-serialisable (the CLI's sidecar, the app's download)."""
+        return {
+            "seed": self.seed,
+            "instruction": self.instruction,
+            "referenced_object": self.referenced_object.to_dict(),
+            "object_token": self.object_token,
+            "object_token_ids": self.object_token_ids,
+            "regions": self.regions.to_dict() if self.regions is not None else None,
+            "region_attention": self.region_attention,
+            "patch_attention": self.patch_attention,
+            "reasoning": self.reasoning,
+            "timings": self.timings,
+            "settings": self.settings,
+            "image_size": list(self.images[0].size) if self.images else None,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+class _Timer:
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str):
+        self._sync()
+        start = time.perf_counter()
+        yield
+        self._sync()
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+class ReasonBrainEditPipeline:
+    def __init__(self, *, model: ReasonBrainModel, scheduler=None, region_proposer=None, vocabulary=None) -> None:
+        self.model = model.eval()
+        self.scheduler = scheduler or make_scheduler(model.config.diffusion.scheduler)
+        self.region_proposer = region_proposer
+        if region_proposer is None and model.config.components.region_branch:
+            self.region_proposer = build_region_proposer(model.config.regions, load_pretrained=False)
+        self.vocabulary = vocabulary
+        self._progress_bar_config: dict[str, Any] = {"disable": True}
+
+    # --- construction -------------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls, path_or_repo_id: str | os.PathLike, *, torch_dtype: torch.dtype | None = None, vocabulary=None,
+        **hub_kwargs: Any,
+    ) -> ReasonBrainEditPipeline:
+        """Load a checkpoint folder, or download one from the Hub by repo id first."""
+        folder = str(path_or_repo_id)
+        if not os.path.isdir(folder):
+            from huggingface_hub import snapshot_download
+
+            folder = snapshot_download(folder, **hub_kwargs)
+        model = ReasonBrainModel.from_pretrained(folder, torch_dtype=torch_dtype)
+        sched_dir = os.path.join(folder, "scheduler")
+        scheduler = None
+        if os.path.isdir(sched_dir):
+            with open(os.path.join(sched_dir, "scheduler_config.json"), encoding="utf-8") as f:
+                scheduler = make_scheduler(json.load(f))
+        proposer = None
+        if model.config.components.region_branch:
+            proposer = build_region_proposer(model.config.regions, load_pretrained=True)
+        return cls(model=model, scheduler=scheduler, region_proposer=proposer, vocabulary=vocabulary)
+
+    @classmethod
+    def from_config(cls, config: ReasonBrainConfig, *, load_backbones: bool = False, **kwargs: Any):
+        """A pipeline built from a config: random weights, or Hub backbones with ``load_backbones``."""
+        model = ReasonBrainModel.from_config(config, load_backbones=load_backbones)
+        proposer = None
+        if config.components.region_branch:
+            proposer = build_region_proposer(config.regions, load_pretrained=load_backbones)
+        return cls(model=model, region_proposer=proposer, **kwargs)
+
+    def save_pretrained(self, folder: str | os.PathLike) -> None:
+        self.model.save_pretrained(folder)
+        self.scheduler.save_pretrained(os.path.join(str(folder), "scheduler"))
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None):
+        self.model.to(device=device, dtype=dtype)
+        if self.region_proposer is not None and hasattr(self.region_proposer, "to"):
+            self.region_proposer.to(device, None)
+        return self
+
+    def set_progress_bar_config(self, **kwargs: Any) -> None:
+        self._progress_bar_config = kwargs
+
+    @property
+    def config(self) -> ReasonBrainConfig:
+        return self.model.config
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    # --- validation ---------------------------------------------------------------------------------------
+    def check_inputs(
+        self, instruction: Any, num_inference_steps: Any, guidance_scale: Any, image_guidance_scale: Any,
+        num_images_per_prompt: Any,
+    ) -> str:
+        if not isinstance(instruction, str):
+            raise ValueError(f"instruction must be text, got {type(instruction).__name__}")
+        text = " ".join(instruction.split())  # collapse whitespace and control characters
+        text = "".join(ch for ch in text if ch.isprintable())
+        if not text:
+            raise ValueError("The instruction is empty: describe a hypothetical change, e.g. "
+                             "'What would happen if the ice cube were left in the sun?'")
+        if len(text) > MAX_INSTRUCTION_CHARS:
+            raise ValueError(f"The instruction has {len(text)} characters; keep it under {MAX_INSTRUCTION_CHARS}.")
+        n_tokens = len(self.model.mllm.tokenizer.encode(text, add_special_tokens=False))
+        if n_tokens > self.model.mllm.max_instruction_tokens:
+            raise ValueError(f"The instruction is {n_tokens} tokens long; this model reads at most "
+                             f"{self.model.mllm.max_instruction_tokens}. Shorten it.")
+        if any(tok in text for tok in self.model.mllm.tokenizer.convert_ids_to_tokens(self.model.mllm.img_token_ids)):
+            raise ValueError("The instruction contains reserved [IMG] tokens; remove them.")
+        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int):
+            raise ValueError(f"num_inference_steps must be a whole number, got {num_inference_steps!r}")
+        if not 1 <= num_inference_steps <= MAX_STEPS:
+            raise ValueError(f"num_inference_steps must be between 1 and {MAX_STEPS}, got {num_inference_steps}")
+        for name, value in (("guidance_scale", guidance_scale), ("image_guidance_scale", image_guidance_scale)):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+            if not 0 <= value <= MAX_GUIDANCE:
+                raise ValueError(f"{name} must be between 0 and {MAX_GUIDANCE}, got {value}")
+        if not isinstance(num_images_per_prompt, int) or not 1 <= num_images_per_prompt <= 8:
+            raise ValueError(f"num_images_per_prompt must be between 1 and 8, got {num_images_per_prompt!r}")
+        return text
+
+    # --- the edit -----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def __call__(
+        self,
+        image: Any,
+        instruction: str,
+        *,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        image_guidance_scale: float | None = None,
+        num_images_per_prompt: int = 1,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+        referring: str | None = None,
+        progress_callback: ProgressCallback | None = None,
+    ) -> ReasonBrainEditOutput:
+        model, cfg = self.model, self.model.config
+        steps = cfg.defaults.num_inference_steps if num_inference_steps is None else num_inference_steps
+        g_text = cfg.defaults.guidance_scale if guidance_scale is None else guidance_scale
+        g_image = cfg.defaults.image_guidance_scale if image_guidance_scale is None else image_guidance_scale
+        referring = referring or cfg.defaults.referring
+        if referring not in ("parser", "mllm"):
+            raise ValueError(f"referring must be 'parser' or 'mllm', got {referring!r}")
+        text = self.check_inputs(instruction, steps, g_text, g_image, num_images_per_prompt)
+        timer = _Timer(self.device)
+        device, dtype = self.device, model.dtype
+
+        # 1. Input image: normalise any PIL-readable input, resize to the model's resolution
+        with timer.stage("preprocess"):
+            pil = load_image(image)
+            pixels, original_size = prepare_image(pil, cfg.resolution)  # (3, R, R) in [-1, 1]
+            model_image = tensor_to_pil(pixels)
+            pixels = pixels.unsqueeze(0).to(device=device, dtype=dtype)  # (1, 3, R, R)
+
+        # 2. Seed: an explicit generator wins, then the seed, else a fresh random seed (reported back)
+        if generator is None:
+            seed = random.randrange(2**31) if seed is None else int(seed)
+            generator = torch.Generator(device="cpu").manual_seed(seed)
+        else:
+            seed = int(generator.initial_seed())
+
+        # 3. SAM regions (region branch), pooled onto the vision feature grid
+        regions = grid_masks = valid = None
+        if cfg.components.region_branch:
+            with timer.stage("regions"):
+                regions = self.region_proposer(model_image)
+                grid = masks_to_feature_grid(regions, (model.grid_size, model.grid_size))
+                grid_masks, valid = pad_regions([grid], cfg.frce.max_regions)
+
+        # 4. The referenced object -> object token O
+        with timer.stage("referring"):
+            obj = self._refer(text, pixels, referring)
+            object_token = serialize_object_token(obj)
+            object_token_ids = model.text_tokenizer(object_token, add_special_tokens=False).input_ids
+
+        # 5. Conditioning, once per edit: FRCE -> MLLM -> QFormer -> CME (+ the empty-instruction branch for CFG)
+        do_cfg = g_text > 1.0 and g_image >= 1.0
+        latent_hw = (cfg.resolution // model.vae_scale_factor,) * 2
+        with timer.stage("conditioning"):
+            texts, objs = ([text, ""], [object_token, ""]) if do_cfg else ([text], [object_token])
+            n = len(texts)
+            cond = model.encode_condition(
+                pixels.expand(n, -1, -1, -1), texts, objs,
+                grid_masks.expand(n, -1, -1, -1) if grid_masks is not None else None,
+                valid.expand(n, -1) if valid is not None else None,
+                latent_hw,
+            )
+
+        reasoning = None
+        if cfg.mllm.generate_reasoning:
+            with timer.stage("reasoning"):
+                reasoning = self._generate(pixels, REASONING_PROMPT.format(text), cfg.mllm.reasoning_max_new_tokens)
+
+        # 6. Latents: image latent for the UNet's extra channels, initial noise
+        with timer.stage("encode_image"):
+            image_latents = model.encode_image_latents(pixels)  # (1, C, h, w)
+        k = num_images_per_prompt
+        shape = (k, cfg.latent_channels, *latent_hw)
+        latents = torch.randn(shape, generator=generator, dtype=torch.float32).to(device=device, dtype=dtype)
+        self.scheduler.set_timesteps(steps, device=device)
+        latents = latents * self.scheduler.init_noise_sigma
+
+        if do_cfg:  # InstructPix2Pix branches: (text, image), (no text, image), (no text, no image)
+            offset = torch.cat([cond.input_offset[0:1], cond.input_offset[1:2], cond.input_offset[1:2]])
+            context = torch.cat([cond.context[0:1], cond.context[1:2], cond.context[1:2]])
+            img = torch.cat([image_latents, image_latents, torch.zeros_like(image_latents)])
+            branches = 3
+        else:
+            offset, context, img, branches = cond.input_offset, cond.context, image_latents, 1
+        offset = offset.repeat_interleave(k, dim=0)
+        context = context.repeat_interleave(k, dim=0)
+        img = img.repeat_interleave(k, dim=0)
+
+        # 7. Denoising loop (the conditioning above is reused at every step)
+        timesteps = self.scheduler.timesteps
+        with timer.stage("denoise"):
+            for i, t in enumerate(tqdm(timesteps, **self._progress_bar_config)):
+                model_in = self.scheduler.scale_model_input(torch.cat([latents] * branches), t)
+                noise = model.predict_noise(model_in, t.expand(model_in.shape[0]), img, offset, context)
+                if do_cfg:
+                    n_text, n_image, n_uncond = noise.chunk(3)
+                    noise = n_uncond + g_text * (n_text - n_image) + g_image * (n_image - n_uncond)
+                latents = self.scheduler.step(noise, t, latents, generator=generator).prev_sample
+                if progress_callback is not None:
+                    progress_callback(i + 1, len(timesteps))
+
+        # 8. Decode and restore the input's size
+        with timer.stage("decode"):
+            decoded = model.decode_latents(latents).float().cpu()
+            images = [restore_size(im, original_size) for im in tensor_to_pil(decoded)]
+
+        region_attention = patch_attention = None
+        if cond.frce is not None and cond.frce.id_attention is not None:
+            attn = cond.frce.id_attention[0, 0].float().cpu()  # (Lp + R,)
+            lp = cond.frce.num_patch_tokens
+            if lp:
+                side = int(math.isqrt(lp))
+                patch_attention = attn[:lp].reshape(side, side).tolist()
+            if regions is not None:
+                ra = attn[lp : lp + len(regions)]
+                region_attention = (ra / ra.sum().clamp(min=1e-12)).tolist()
+        timer.timings["total"] = sum(timer.timings.values())
+        return ReasonBrainEditOutput(
+            images=images,
+            seed=seed,
+            instruction=text,
+            referenced_object=obj,
+            object_token=object_token,
+            object_token_ids=list(object_token_ids),
+            regions=regions,
+            region_attention=region_attention,
+            patch_attention=patch_attention,
+            reasoning=reasoning,
+            timings={k_: round(v, 4) for k_, v in timer.timings.items()},
+            settings={
+                "num_inference_steps": steps,
+                "guidance_scale": float(g_text),
+                "image_guidance_scale": float(g_image),
+                "scheduler": type(self.scheduler).__name__,
+                "resolution": cfg.resolution,
+                "preset": cfg.name,
+                "referring": referring,
+                "num_images_per_prompt": k,
+            },
+        )
+
+    def chain(
+        self, image: Any, instructions: Sequence[str], *, seed: int | None = None, **kwargs: Any
+    ) -> list[ReasonBrainEditOutput]:
+        """A multi-hop edit: each instruction edits the previous step's result. Returns every step's output."""
+        if isinstance(instructions, str) or not instructions:
+            raise ValueError("chain() takes a non-empty list of instructions, one per step")
+        outputs, current = [], image
+        for step, instruction in enumerate(instructions):
+            step_seed = None if seed is None else seed + step
+            out = self(current, instruction, seed=step_seed, **kwargs)
+            outputs.append(out)
+            current = out.images[0]
+        return outputs
+
+    def swap_scheduler(self, name: str) -> None:
+        self.scheduler = swap_scheduler(self.scheduler, name)
+
+    # --- referring and text generation ----------------------------------------------------------------------
+    def _refer(self, text: str, pixels: torch.Tensor, method: str) -> ReferencedObject:
+        parsed = extract_referenced_object(text, self.vocabulary)
+        if method == "parser":
+            return parsed
+        answer = self._generate(pixels, REFERRING_PROMPT.format(text), max_new_tokens=12)
+        name = " ".join(answer.replace(".", " ").split()[:4]).strip().lower()
+        if not name:
+            logger.info("the MLLM gave no object for %r; falling back to the parser", text)
+            return parsed
+        return ReferencedObject(name=name, phrase=name, attributes=[], box=None, source="mllm")
+
+    def _generate(self, pixels: torch.Tensor, prompt: str, max_new_tokens: int) -> str:
+        ia_tokens, _ = self.model.mllm.encode_image(pixels)
+        sequence = self.model.mllm.build_sequence([prompt], ia_tokens, text_template="{}", append_img_tokens=False)
+        return self.model.mllm.generate_text(sequence, max_new_tokens)[0]
