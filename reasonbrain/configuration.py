@@ -59,7 +59,7 @@ class FRCEConfig:
     region_layers: int = 2  # depth of the region-level extractor E_R
     max_regions: int = 16  # SAM regions kept (the background region included)
     ff_mult: int = 4
-    num_object_tokens: int = 1
+    max_object_tokens: int = 16  # the object token O is a short token sequence, e.g. "<obj> red apple | left </obj>"
 
 
 @dataclass

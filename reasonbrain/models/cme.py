@@ -107,10 +107,11 @@ class CrossModalEnhancer(ModelMixin, ConfigMixin):
         text_features: torch.Tensor | None = None,
         text_padding: torch.Tensor | None = None,
         r_t: torch.Tensor | None = None,
+        r_t_padding: torch.Tensor | None = None,
     ) -> tuple[EnhancerOutput | None, EnhancerOutput | None]:
         visual = textual = None
         if self.visual is not None:
             visual = self.visual(image_features, r_v, guidance, cue_padding=r_v_padding)
         if self.textual is not None:
-            textual = self.textual(text_features, r_t, guidance, query_padding=text_padding)
+            textual = self.textual(text_features, r_t, guidance, query_padding=text_padding, cue_padding=r_t_padding)
         return visual, textual

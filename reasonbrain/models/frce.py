@@ -18,7 +18,8 @@ class FRCEOutput:
     r_v: torch.Tensor | None  # (B, Lp + R, D) visual reasoning cues [R_local; R_global]
     r_v_padding: torch.Tensor | None  # (B, Lp + R) True where padding
     r_t: torch.Tensor | None  # (B, K, D) textual reasoning cues from the ID Controller
-    id_attention: torch.Tensor | None  # (B, K, Lp + R) ID Controller attention over R_V
+    r_t_padding: torch.Tensor | None  # (B, K) True where the object token sequence is padding
+    id_attention: torch.Tensor | None  # (B, Lp + R) ID Controller attention over R_V, averaged over O's tokens
     num_patch_tokens: int  # Lp (0 when the patch branch is off)
     r_v_llm: torch.Tensor | None  # (B, Lp + R, d_llm) R_V mapped into the MLLM's space
     r_t_llm: torch.Tensor | None  # (B, K, d_llm)
@@ -83,6 +84,7 @@ class FineGrainedReasoningCues(ModelMixin, ConfigMixin):
         region_masks: torch.Tensor | None = None,
         region_valid: torch.Tensor | None = None,
         object_embeds: torch.Tensor | None = None,
+        object_padding: torch.Tensor | None = None,
     ) -> FRCEOutput:
         # image_features (B, N, Dv) multi-scale E_I(I) on a (grid x grid) layout; region_masks (B, R, grid, grid)
         c = self.config
@@ -120,12 +122,17 @@ class FineGrainedReasoningCues(ModelMixin, ConfigMixin):
         if c.use_id_controller:
             if object_embeds is None:
                 raise ValueError("the ID Controller needs object_embeds (the embedded object token O)")
-            r_t, id_attention = self.id_controller(self.object_proj(object_embeds), r_v, r_v_padding)
+            if object_padding is None:
+                object_padding = torch.zeros(object_embeds.shape[:2], dtype=torch.bool, device=object_embeds.device)
+            r_t, weights = self.id_controller(self.object_proj(object_embeds), r_v, r_v_padding)  # (B, K, D)
+            keep = (~object_padding).unsqueeze(-1).to(weights.dtype)  # (B, K, 1)
+            id_attention = (weights * keep).sum(1) / keep.sum(1).clamp(min=1.0)  # (B, Lp + R)
             r_t_llm = self.r_t_to_llm(r_t)  # (B, K, d_llm)
         return FRCEOutput(
             r_v=r_v,
             r_v_padding=r_v_padding,
             r_t=r_t,
+            r_t_padding=object_padding if c.use_id_controller else None,
             id_attention=id_attention,
             num_patch_tokens=self.num_patch_tokens,
             r_v_llm=self.r_v_to_llm(r_v),

@@ -107,7 +107,7 @@ class ReasonBrainMLLM(nn.Module):
     def encode_image(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """pixel_values (B, 3, H, W) in [-1, 1] -> IA tokens (B, N, d_llm), multi-scale E_I(I) (B, N, Dv*k)."""
         base = self.base
-        x = (pixel_values + 1) / 2
+        x = (pixel_values.float() + 1) / 2  # resize in float32 (bicubic+antialias has no bf16 kernel)
         size = self.vision_image_size
         if x.shape[-2:] != (size, size):
             x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True)
@@ -126,6 +126,7 @@ class ReasonBrainMLLM(nn.Module):
         r_v: torch.Tensor | None = None,
         r_v_padding: torch.Tensor | None = None,
         r_t: torch.Tensor | None = None,
+        r_t_padding: torch.Tensor | None = None,
         *,
         text_template: str = " Instruction: {}",
         append_img_tokens: bool = True,
@@ -138,12 +139,13 @@ class ReasonBrainMLLM(nn.Module):
         b = ia_tokens.shape[0]
         if len(instructions) != b:
             raise ValueError(f"got {len(instructions)} instructions for {b} images")
-        visual = [ia_tokens] + [t for t in (r_v, r_t) if t is not None]
-        visual_embeds = torch.cat(visual, dim=1)  # (B, Nvis, d_llm)
-        visual_keep = torch.ones(visual_embeds.shape[:2], dtype=torch.bool, device=ia_tokens.device)
-        if r_v is not None and r_v_padding is not None:
-            start = ia_tokens.shape[1]
-            visual_keep[:, start : start + r_v.shape[1]] = ~r_v_padding
+        parts = [(ia_tokens, None), (r_v, r_v_padding), (r_t, r_t_padding)]
+        visual_embeds = torch.cat([t for t, _ in parts if t is not None], dim=1)  # (B, Nvis, d_llm)
+        visual_keep = torch.cat(
+            [torch.ones(t.shape[:2], dtype=torch.bool, device=t.device) if pad is None else ~pad
+             for t, pad in parts if t is not None],
+            dim=1,
+        )  # (B, Nvis)
         n_vis = visual_embeds.shape[1]
         prefix = ([tok.bos_token_id] if tok.bos_token_id is not None else []) + tok.encode(
             "USER:", add_special_tokens=False

@@ -346,11 +346,11 @@ class ReasonBrainModel(nn.Module):
     # ------------------------------------------------------------------------------------------------------
     # forward pieces
     # ------------------------------------------------------------------------------------------------------
-    def encode_text(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_text(self, texts: list[str], max_length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """E_T: (B, L, D_t) hidden states and (B, L) padding mask (True = padding)."""
         tok = self.text_tokenizer(
-            texts, padding="max_length", truncation=True, max_length=self.config.text_encoder.max_length,
-            return_tensors="pt",
+            texts, padding="max_length", truncation=True,
+            max_length=max_length or self.config.text_encoder.max_length, return_tensors="pt",
         )
         ids = tok.input_ids.to(self.device)
         mask = tok.attention_mask.to(self.device)
@@ -358,11 +358,9 @@ class ReasonBrainModel(nn.Module):
         hidden = self.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
         return hidden, mask == 0
 
-    def encode_objects(self, object_tokens: list[str]) -> torch.Tensor:
-        """The object token O = E_T(serialised object), mean-pooled: (B, 1, D_t)."""
-        hidden, padding = self.encode_text(object_tokens)
-        keep = (~padding).unsqueeze(-1).to(hidden.dtype)
-        return ((hidden * keep).sum(1) / keep.sum(1).clamp(min=1.0)).unsqueeze(1)
+    def encode_objects(self, object_tokens: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The object token O = E_T(serialised object): (B, K, D_t) and its (B, K) padding mask."""
+        return self.encode_text(object_tokens, max_length=self.config.frce.max_object_tokens)
 
     def encode_condition(
         self,
@@ -386,17 +384,20 @@ class ReasonBrainModel(nn.Module):
         # 2. FRCE: R_V = [R_local; R_global], R_T = ID Controller(O, R_V)
         frce_out = None
         if self.frce is not None:
-            object_embeds = self.encode_objects(object_tokens) if comp.id_controller else None
+            object_embeds = object_padding = None
+            if comp.id_controller:
+                object_embeds, object_padding = self.encode_objects(object_tokens)
             if comp.region_branch and region_masks is not None:
                 region_masks = region_masks.to(device=self.device, dtype=image_features.dtype)
                 region_valid = region_valid.to(self.device)
-            frce_out = self.frce(image_features, region_masks, region_valid, object_embeds)
+            frce_out = self.frce(image_features, region_masks, region_valid, object_embeds, object_padding)
         # 3. MLLM over [IA(E_I(I)), R_V, R_T, E_T(H), [IMG]] -> V
         sequence = self.mllm.build_sequence(
             instructions, ia_tokens,
             r_v=frce_out.r_v_llm if frce_out is not None else None,
             r_v_padding=frce_out.r_v_padding if frce_out is not None else None,
             r_t=frce_out.r_t_llm if frce_out is not None else None,
+            r_t_padding=frce_out.r_t_padding if frce_out is not None else None,
         )
         mllm_out = self.mllm(sequence, compute_loss=compute_mllm_loss)
         # 4. QFormer: V^ = QFormer(V)
@@ -409,7 +410,7 @@ class ReasonBrainModel(nn.Module):
                 image_features=image_features,
                 r_v=frce_out.r_v, r_v_padding=frce_out.r_v_padding,
                 text_features=text_features, text_padding=text_padding,
-                r_t=frce_out.r_t,
+                r_t=frce_out.r_t, r_t_padding=frce_out.r_t_padding,
             )
         # 6. UNet-side terms: additive input maps and cross-attention context
         offset, context = self.conditioning(

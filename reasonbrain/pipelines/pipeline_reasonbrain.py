@@ -306,7 +306,7 @@ class ReasonBrainEditPipeline:
 
         region_attention = patch_attention = None
         if cond.frce is not None and cond.frce.id_attention is not None:
-            attn = cond.frce.id_attention[0, 0].float().cpu()  # (Lp + R,)
+            attn = cond.frce.id_attention[0].float().cpu()  # (Lp + R,)
             lp = cond.frce.num_patch_tokens
             if lp:
                 side = int(math.isqrt(lp))

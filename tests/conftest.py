@@ -1,0 +1,55 @@
+"""Shared fixtures: tiny real components (random weights, same classes as the real presets), offline, CPU."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from reasonbrain.configuration import ReasonBrainConfig  # noqa: E402
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def tiny_config(**overrides) -> ReasonBrainConfig:
+    return ReasonBrainConfig.from_preset("tiny", **overrides)
+
+
+def get_dummy_components(seed: int = 0, **overrides):
+    """A tiny ReasonBrainModel built from config with seeded random weights."""
+    from reasonbrain.models.reasonbrain import ReasonBrainModel
+
+    torch.manual_seed(seed)
+    return ReasonBrainModel.from_config(tiny_config(**overrides))
+
+
+def dummy_batch(model, batch_size: int = 2, seed: int = 0):
+    from reasonbrain.training.task import Batch
+
+    g = torch.Generator().manual_seed(seed)
+    res = model.config.resolution
+    grid = model.grid_size
+    source = torch.rand(batch_size, 3, res, res, generator=g) * 2 - 1
+    target = source.clone()
+    target[:, :, res // 4 : 3 * res // 4, res // 4 : 3 * res // 4] = 0.8
+    masks = torch.zeros(batch_size, 3, grid, grid)
+    masks[:, 0, : grid // 2] = 1
+    masks[:, 1, grid // 2 :, : grid // 2] = 1
+    masks[:, 2] = 1 - masks[:, 0] - masks[:, 1]
+    valid = torch.ones(batch_size, 3, dtype=torch.bool)
+    instructions = ["What would happen if the ice cube were left in the sun?", "Imagine the red apple left for weeks."]
+    objects = ["<obj> ice cube </obj>", "<obj> red apple </obj>"]
+    return Batch(
+        source=source, target=target, instructions=(instructions * batch_size)[:batch_size],
+        object_tokens=(objects * batch_size)[:batch_size], region_masks=masks, region_valid=valid,
+    )
+
+
+@pytest.fixture
+def tiny_model():
+    return get_dummy_components().eval()
