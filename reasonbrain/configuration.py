@@ -123,6 +123,7 @@ class PipelineDefaults:
     guidance_scale: float = 7.5
     image_guidance_scale: float = 1.5
     referring: str = "parser"  # "parser" | "mllm"
+    referring_vocabulary: str | None = None  # "synthworld": the synthetic world's object names for the parser
 
 
 _SECTIONS = {
@@ -215,6 +216,8 @@ class ReasonBrainConfig:
             errors.append("diffusion.unet_init must be 'random', 'pretrained' or 'expand_conv_in'")
         if self.defaults.referring not in ("parser", "mllm"):
             errors.append("defaults.referring must be 'parser' or 'mllm'")
+        if self.defaults.referring_vocabulary not in (None, "synthworld"):
+            errors.append("defaults.referring_vocabulary must be null or 'synthworld'")
         if errors:
             raise ValueError("Invalid ReasonBrainConfig:\n  - " + "\n  - ".join(errors))
 
@@ -281,9 +284,10 @@ def _section_from_dict(cls: type, value: dict[str, Any], key: str) -> Any:
 
 
 def _deep_update(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Nested update; a ``config`` dict (an architecture or backend kwargs) is replaced whole, never merged."""
     out = copy.deepcopy(base)
     for k, v in overrides.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "config":
             out[k] = _deep_update(out[k], v)
         else:
             out[k] = copy.deepcopy(v)

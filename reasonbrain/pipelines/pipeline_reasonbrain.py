@@ -7,6 +7,8 @@ the ReasonBrain checkpoint is one composite folder (see ``ReasonBrainModel``), l
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import logging
 import math
@@ -63,7 +65,7 @@ class ReasonBrainEditOutput:
         return {
             "seed": self.seed,
             "instruction": self.instruction,
-            "referenced_object": self.referenced_object.to_dict(),
+            "referenced_object": dataclasses.asdict(self.referenced_object),
             "object_token": self.object_token,
             "object_token_ids": self.object_token_ids,
             "regions": self.regions.to_dict() if self.regions is not None else None,
@@ -104,6 +106,8 @@ class ReasonBrainEditPipeline:
         self.region_proposer = region_proposer
         if region_proposer is None and model.config.components.region_branch:
             self.region_proposer = build_region_proposer(model.config.regions, load_pretrained=False)
+        if vocabulary is None and model.config.defaults.referring_vocabulary == "synthworld":
+            from reasonbrain.synthworld import VOCABULARY as vocabulary
         self.vocabulary = vocabulary
         self._progress_bar_config: dict[str, Any] = {"disable": True}
 
@@ -288,6 +292,7 @@ class ReasonBrainEditPipeline:
 
         # 7. Denoising loop (the conditioning above is reused at every step)
         timesteps = self.scheduler.timesteps
+        step_kwargs = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
         with timer.stage("denoise"):
             for i, t in enumerate(tqdm(timesteps, **self._progress_bar_config)):
                 model_in = self.scheduler.scale_model_input(torch.cat([latents] * branches), t)
@@ -295,7 +300,7 @@ class ReasonBrainEditPipeline:
                 if do_cfg:
                     n_text, n_image, n_uncond = noise.chunk(3)
                     noise = n_uncond + g_text * (n_text - n_image) + g_image * (n_image - n_uncond)
-                latents = self.scheduler.step(noise, t, latents, generator=generator).prev_sample
+                latents = self.scheduler.step(noise, t, latents, **step_kwargs).prev_sample
                 if progress_callback is not None:
                     progress_callback(i + 1, len(timesteps))
 
@@ -366,7 +371,7 @@ class ReasonBrainEditPipeline:
         if not name:
             logger.info("the MLLM gave no object for %r; falling back to the parser", text)
             return parsed
-        return ReferencedObject(name=name, phrase=name, attributes=[], box=None, source="mllm")
+        return ReferencedObject(name=name, phrase=name, attributes={}, box=None, source="mllm")
 
     def _generate(self, pixels: torch.Tensor, prompt: str, max_new_tokens: int) -> str:
         ia_tokens, _ = self.model.mllm.encode_image(pixels)
