@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         synth_cli.add_arguments(synth)
         synth.set_defaults(func=synth_cli.run)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
     try:
         return int(args.func(args) or 0)
     except ValueError as err:

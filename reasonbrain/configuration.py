@@ -48,6 +48,7 @@ class TextEncoderConfig:
     tokenizer_subfolder: str | None = None
     config: dict[str, Any] = field(default_factory=dict)  # CLIPTextConfig kwargs
     max_length: int = 77
+    trainable: bool = False  # frozen on real presets; trained with the rest when built from scratch (synth)
 
 
 @dataclass

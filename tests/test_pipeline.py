@@ -254,3 +254,13 @@ def test_image_bytes_and_buffers_are_accepted(pipe):
     a = pipe(buf.getvalue(), INSTRUCTION, seed=1, num_inference_steps=1)
     b = pipe(scene(), INSTRUCTION, seed=1, num_inference_steps=1)
     assert np.array_equal(pixels(a), pixels(b))
+
+
+def test_per_call_scheduler_leaves_the_pipeline_scheduler_alone(pipe):
+    before = type(pipe.scheduler).__name__
+    a = pipe(scene(), INSTRUCTION, seed=5, num_inference_steps=2, scheduler="DDIMScheduler")
+    assert a.settings["scheduler"] == "DDIMScheduler" and type(pipe.scheduler).__name__ == before
+    b = pipe(scene(), INSTRUCTION, seed=5, num_inference_steps=2, scheduler="DDIMScheduler")
+    assert np.array_equal(pixels(a), pixels(b))
+    with pytest.raises(ValueError, match="unknown scheduler"):
+        pipe(scene(), INSTRUCTION, num_inference_steps=1, scheduler="Nope")

@@ -91,7 +91,7 @@ class ReasonBrainModel(nn.Module):
         self.conditioning = conditioning
         self.unet = unet
         self.vae = vae
-        self.text_encoder.requires_grad_(False)
+        self.text_encoder.requires_grad_(config.text_encoder.trainable)
         self.vae.requires_grad_(False)
 
     # ------------------------------------------------------------------------------------------------------

@@ -211,8 +211,11 @@ class ReasonBrainEditPipeline:
         generator: torch.Generator | None = None,
         seed: int | None = None,
         referring: str | None = None,
+        scheduler: str | None = None,
         progress_callback: ProgressCallback | None = None,
     ) -> ReasonBrainEditOutput:
+        """Edit ``image`` as ``instruction`` implies. ``scheduler`` names a scheduler class for this call only
+        (the pipeline's own ``scheduler`` is left as it is, so concurrent callers do not affect each other)."""
         model, cfg = self.model, self.model.config
         steps = cfg.defaults.num_inference_steps if num_inference_steps is None else num_inference_steps
         g_text = cfg.defaults.guidance_scale if guidance_scale is None else guidance_scale
@@ -276,8 +279,11 @@ class ReasonBrainEditPipeline:
         k = num_images_per_prompt
         shape = (k, cfg.latent_channels, *latent_hw)
         latents = torch.randn(shape, generator=generator, dtype=torch.float32).to(device=device, dtype=dtype)
-        self.scheduler.set_timesteps(steps, device=device)
-        latents = latents * self.scheduler.init_noise_sigma
+        sampler = swap_scheduler(self.scheduler, scheduler) if scheduler else swap_scheduler(
+            self.scheduler, type(self.scheduler).__name__
+        )  # a fresh instance per call: schedulers keep per-run state
+        sampler.set_timesteps(steps, device=device)
+        latents = latents * sampler.init_noise_sigma
 
         if do_cfg:  # InstructPix2Pix branches: (text, image), (no text, image), (no text, no image)
             offset = torch.cat([cond.input_offset[0:1], cond.input_offset[1:2], cond.input_offset[1:2]])
@@ -291,16 +297,16 @@ class ReasonBrainEditPipeline:
         img = img.repeat_interleave(k, dim=0)
 
         # 7. Denoising loop (the conditioning above is reused at every step)
-        timesteps = self.scheduler.timesteps
-        step_kwargs = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
+        timesteps = sampler.timesteps
+        step_kwargs = {"generator": generator} if "generator" in inspect.signature(sampler.step).parameters else {}
         with timer.stage("denoise"):
             for i, t in enumerate(tqdm(timesteps, **self._progress_bar_config)):
-                model_in = self.scheduler.scale_model_input(torch.cat([latents] * branches), t)
+                model_in = sampler.scale_model_input(torch.cat([latents] * branches), t)
                 noise = model.predict_noise(model_in, t.expand(model_in.shape[0]), img, offset, context)
                 if do_cfg:
                     n_text, n_image, n_uncond = noise.chunk(3)
                     noise = n_uncond + g_text * (n_text - n_image) + g_image * (n_image - n_uncond)
-                latents = self.scheduler.step(noise, t, latents, **step_kwargs).prev_sample
+                latents = sampler.step(noise, t, latents, **step_kwargs).prev_sample
                 if progress_callback is not None:
                     progress_callback(i + 1, len(timesteps))
 
@@ -336,7 +342,7 @@ class ReasonBrainEditPipeline:
                 "num_inference_steps": steps,
                 "guidance_scale": float(g_text),
                 "image_guidance_scale": float(g_image),
-                "scheduler": type(self.scheduler).__name__,
+                "scheduler": type(sampler).__name__,
                 "resolution": cfg.resolution,
                 "preset": cfg.name,
                 "referring": referring,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from diffusers import SchedulerMixin
 
 from reasonbrain.configuration import ReasonBrainConfig
@@ -38,8 +39,8 @@ class Batch:
     region_valid: torch.Tensor | None  # (B, R) bool
 
 
-class ReasonBrainTrainingTask:
-    """Computes {"mllm_loss", "dm_loss", "loss"} for one batch.
+class ReasonBrainTrainingTask(nn.Module):
+    """Computes {"mllm_loss", "dm_loss", "loss"} for one batch (an nn.Module so accelerate/DDP can wrap it).
 
     Classifier-free guidance is trained as in InstructPix2Pix: each sample independently drops its instruction
     (empty text and no object), its source image (zero image latent), or both, with probability ``cond_dropout``.
@@ -53,12 +54,13 @@ class ReasonBrainTrainingTask:
         cond_dropout: float = 0.05,
         mllm_loss_weight: float = 1.0,
     ) -> None:
+        super().__init__()
         self.model = model
         self.noise_scheduler = noise_scheduler or make_scheduler(model.config.diffusion.train_scheduler)
         self.cond_dropout = cond_dropout
         self.mllm_loss_weight = mllm_loss_weight
 
-    def __call__(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         model = self.model
         device = model.device
         source = batch.source.to(device)

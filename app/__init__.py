@@ -1,0 +1,1 @@
+"""ReasonBrain Studio: the Gradio app (settings, engine, history store, tabs) around the ``reasonbrain`` library."""

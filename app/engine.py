@@ -1,0 +1,580 @@
+"""Engine: owns the ReasonBrain pipeline (lazy load, one edit at a time) and renders what the app shows.
+
+No database work happens here; the app stores an :class:`EditResult` with :class:`app.store.Store` afterwards.
+On a ZeroGPU Space (the ``spaces`` package importable) only the pipeline call runs inside ``spaces.GPU``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import PIL.Image
+import PIL.ImageDraw
+import PIL.ImageFont
+
+from app.settings import Settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from reasonbrain.configuration import ReasonBrainConfig
+    from reasonbrain.pipelines.pipeline_reasonbrain import ReasonBrainEditOutput, ReasonBrainEditPipeline
+    from reasonbrain.regions import Regions
+
+logger = logging.getLogger(__name__)
+
+NUM_EXAMPLES = 6
+OVERLAY_ALPHA = 0.45
+HEATMAP_ALPHA = 0.6
+HEATMAP_COLORMAP = "magma"
+PALETTE_COLORMAP = "tab20"
+OUTLINE_COLOUR = (0, 255, 255)
+CONFIG_FILE = "reasonbrain_config.json"
+# what identifies a checkpoint: weights, configs, tokenizers (not READMEs or caches)
+HASHED_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".json", ".model", ".txt")
+TRAIN_HINT = (
+    "train the bundled model with `python -m reasonbrain.training.train --config configs/train_synth.json` and "
+    "copy its final checkpoint there, point --checkpoint (REASONBRAIN_CHECKPOINT) at a checkpoint folder or Hub "
+    "repo id, or run with --preset tiny (random weights)"
+)
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+@dataclass
+class EditRequest:
+    image: PIL.Image.Image | str | bytes  # also: numpy array (H, W[, C])
+    instruction: str
+    steps: int | None = None  # None -> the preset's defaults
+    guidance_scale: float | None = None
+    image_guidance_scale: float | None = None
+    seed: int | None = None  # None -> a fresh random seed (reported in the result)
+    scheduler: str | None = None  # one of Engine.scheduler_names()
+
+
+@dataclass
+class EditResult:
+    output: ReasonBrainEditOutput  # the pipeline's output (output.images[0] is the edit)
+    input_image: PIL.Image.Image  # the normalised RGB input as edited
+    preset: str
+    checkpoint_hash: str
+    region_overlay: PIL.Image.Image  # input at output size with numbered, coloured regions
+    attention_heatmap: PIL.Image.Image  # ID-controller attention over the regions, bound region outlined
+    details: dict[str, Any]  # JSON-serialisable; what the store keeps as details_json
+
+    @property
+    def image(self) -> PIL.Image.Image:
+        return self.output.images[0]
+
+    @property
+    def seed(self) -> int:
+        return self.output.seed
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return dict(self.output.settings)
+
+    @property
+    def timings(self) -> dict[str, float]:
+        return dict(self.output.timings)
+
+
+class Engine:
+    def __init__(
+        self, settings: Settings, *, pipeline_factory: Callable[[], ReasonBrainEditPipeline] | None = None
+    ) -> None:
+        self.settings = settings
+        self._factory = pipeline_factory
+        self._pipeline: ReasonBrainEditPipeline | None = None
+        self._load_lock = threading.Lock()
+        self._edit_lock = threading.Lock()
+        self._cache_lock = threading.RLock()
+        self._config_cache: ReasonBrainConfig | None = None
+        self._hash: str | None = None
+        self._resolved_checkpoint: str | None = None
+        self._examples: list[tuple[PIL.Image.Image, str]] | None = None
+        self._gpu_call, self.uses_zerogpu = self._wrap_gpu(self._run_pipeline)
+
+    # --- ZeroGPU ----------------------------------------------------------------------------------------------
+    def _wrap_gpu(self, fn: Callable[..., Any]) -> tuple[Callable[..., Any], bool]:
+        """``spaces.GPU(duration=...)(fn)`` when the ``spaces`` package is present, else ``fn`` itself."""
+        try:
+            import spaces
+        except ImportError:
+            return fn, False
+        logger.info("spaces found: edits run inside spaces.GPU(duration=%d)", self.settings.gpu_duration)
+        return spaces.GPU(duration=self.settings.gpu_duration)(fn), True
+
+    def _run_pipeline(
+        self, image: PIL.Image.Image, instruction: str, call_kwargs: dict[str, Any],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ReasonBrainEditOutput:
+        """The GPU part: the pipeline call only (picklable arguments and result, no database work)."""
+        assert self._pipeline is not None
+        out = self._pipeline(image, instruction, progress_callback=progress, **call_kwargs)
+        if out.regions is not None:
+            out.regions = out.regions.to("cpu")
+        return out
+
+    # --- loading ----------------------------------------------------------------------------------------------
+    @property
+    def loaded(self) -> bool:
+        return self._pipeline is not None
+
+    @property
+    def device(self) -> torch.device:
+        import torch
+
+        if self.settings.device:
+            return torch.device(self.settings.device)
+        accelerator = getattr(torch, "accelerator", None)
+        if accelerator is not None and accelerator.is_available():
+            return accelerator.current_accelerator()
+        if torch.cuda.is_available():  # ZeroGPU's `spaces` makes this true in the main process (not the above)
+            return torch.device("cuda")
+        return torch.device("cpu")
+
+    def load(self) -> None:
+        """Build or load the pipeline and move it to the device (idempotent, thread-safe)."""
+        if self._pipeline is not None:
+            return
+        with self._load_lock:
+            if self._pipeline is not None:
+                return
+            start = time.perf_counter()
+            if self._factory is not None:
+                pipe = self._factory()
+            else:
+                from reasonbrain import ReasonBrainConfig, ReasonBrainEditPipeline
+
+                if self.settings.preset:
+                    pipe = ReasonBrainEditPipeline.from_config(ReasonBrainConfig.from_preset(self.settings.preset))
+                else:
+                    pipe = ReasonBrainEditPipeline.from_pretrained(self._checkpoint_folder())
+            pipe.to(self.device)
+            self._pipeline = pipe
+            seconds = time.perf_counter() - start
+        # lock order: _load_lock is never taken while _cache_lock is held, and released before this
+        logger.info("loaded %s (%s) on %s in %.1f s", self.preset_name, self.checkpoint_hash, self.device, seconds)
+
+    def _checkpoint_folder(self) -> str:
+        """The local checkpoint folder (a Hub repo id is downloaded once)."""
+        ckpt = self.settings.checkpoint
+        if os.path.isdir(ckpt):
+            return ckpt
+        with self._cache_lock:
+            if self._resolved_checkpoint is None:
+                if not _REPO_ID.fullmatch(ckpt) or os.path.exists(os.path.dirname(ckpt) or ckpt):
+                    raise FileNotFoundError(f"checkpoint folder {ckpt!r} does not exist: {TRAIN_HINT}")
+                from huggingface_hub import snapshot_download
+
+                try:
+                    self._resolved_checkpoint = snapshot_download(ckpt)
+                except Exception as err:  # hub errors vary by version; re-raised with the fix
+                    raise FileNotFoundError(
+                        f"checkpoint {ckpt!r} is neither a local folder nor a downloadable Hub repo ({err}): "
+                        f"{TRAIN_HINT}"
+                    ) from err
+            return self._resolved_checkpoint
+
+    def _config(self) -> ReasonBrainConfig:
+        """The model config, without loading weights."""
+        if self._pipeline is None and self._factory is not None and not self.settings.preset and not os.path.isdir(
+            self.settings.checkpoint
+        ):
+            self.load()  # a custom pipeline with no config on disk (never called while holding _cache_lock)
+        if self._pipeline is not None:
+            return self._pipeline.config
+        with self._cache_lock:
+            if self._config_cache is None:
+                from reasonbrain import ReasonBrainConfig
+
+                if self.settings.preset:
+                    self._config_cache = ReasonBrainConfig.from_preset(self.settings.preset)
+                else:
+                    path = os.path.join(self._checkpoint_folder(), CONFIG_FILE)
+                    if not os.path.isfile(path):
+                        raise FileNotFoundError(f"{path} is missing: not a ReasonBrain checkpoint; {TRAIN_HINT}")
+                    self._config_cache = ReasonBrainConfig.from_json_file(path)
+            return self._config_cache
+
+    @property
+    def preset_name(self) -> str:
+        return self.settings.preset or self._config().name
+
+    @property
+    def checkpoint_hash(self) -> str:
+        """``random-<preset>`` for presets, else sha256 (12 hex) over the checkpoint's weight/config files."""
+        with self._cache_lock:
+            if self._hash is None:
+                if self.settings.preset:
+                    self._hash = f"random-{self.settings.preset}"
+                elif self._factory is not None and not os.path.isdir(self.settings.checkpoint):
+                    self._hash = "custom"
+                else:
+                    self._hash = checkpoint_fingerprint(self._checkpoint_folder())
+            return self._hash
+
+    # --- editing ----------------------------------------------------------------------------------------------
+    def edit(self, request: EditRequest, progress: Callable[[int, int], None] | None = None) -> EditResult:
+        """Run one edit. Bad input raises ValueError (the pipeline's own messages, unchanged). Edits are
+        serialised by a lock; ``progress(done, total)`` is called after every denoising step."""
+        if not isinstance(request, EditRequest):
+            raise ValueError(f"edit() takes an EditRequest, got {type(request).__name__}")
+        image = self.read_image(request.image)
+        self.load()
+        pipe = self._pipeline
+        assert pipe is not None
+        defaults = pipe.config.defaults
+        steps = _whole("steps", defaults.num_inference_steps if request.steps is None else request.steps)
+        g_text = defaults.guidance_scale if request.guidance_scale is None else request.guidance_scale
+        g_image = defaults.image_guidance_scale if request.image_guidance_scale is None else request.image_guidance_scale
+        pipe.check_inputs(request.instruction, steps, g_text, g_image, 1)  # before taking the GPU
+        if request.scheduler is not None and request.scheduler not in self.scheduler_names():
+            raise ValueError(
+                f"unknown scheduler {request.scheduler!r}; choose one of {', '.join(self.scheduler_names())}"
+            )
+        seed = random.randrange(2**31) if request.seed is None else _whole("seed", request.seed)
+        if not 0 <= seed < 2**63:
+            raise ValueError(f"seed must be between 0 and 2**63 - 1, got {seed}")
+        call_kwargs = {
+            "num_inference_steps": steps, "guidance_scale": g_text, "image_guidance_scale": g_image,
+            "seed": seed, "scheduler": request.scheduler,
+        }
+        with self._edit_lock:
+            if self.uses_zerogpu:  # the GPU worker cannot call back into this process
+                out = self._gpu_call(image, request.instruction, call_kwargs)
+                if progress is not None:
+                    progress(steps, steps)
+            else:
+                out = self._gpu_call(image, request.instruction, call_kwargs, progress)
+        size = out.images[0].size
+        bound = bound_region(out.regions, out.region_attention)
+        return EditResult(
+            output=out,
+            input_image=image,
+            preset=self.preset_name,
+            checkpoint_hash=self.checkpoint_hash,
+            region_overlay=render_region_overlay(image.resize(size) if image.size != size else image, out.regions),
+            attention_heatmap=render_attention_heatmap(
+                image.resize(size) if image.size != size else image, out.regions, out.region_attention,
+                patch_attention=out.patch_attention, bound=bound,
+            ),
+            details=self._details(out, image, bound),
+        )
+
+    def read_image(self, source: Any) -> PIL.Image.Image:
+        """Any upload -> normalised RGB, enforcing ``max_upload_mb`` and ``max_image_side`` (checked on the
+        header, before decoding). ValueError says what to do."""
+        from reasonbrain.image_io import load_image
+
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            data = bytes(source)
+            self._check_upload_size(len(data))
+            self._check_header(io.BytesIO(data))
+            return load_image(data)
+        if isinstance(source, (str, os.PathLike)):
+            path = os.fspath(source)
+            if not os.path.isfile(path):
+                raise ValueError(f"image file not found: {path}")
+            self._check_upload_size(os.path.getsize(path))
+            with open(path, "rb") as f:
+                self._check_header(f)
+            return load_image(path)
+        if isinstance(source, PIL.Image.Image):
+            self._check_side(*source.size)
+            return load_image(source)
+        if isinstance(source, np.ndarray):
+            if source.ndim >= 2:
+                self._check_side(int(source.shape[1]), int(source.shape[0]))
+            return load_image(source)
+        if source is None:
+            raise ValueError("no image: upload an image (PNG, JPEG or WebP) or pick an example first")
+        raise ValueError(f"unsupported image input {type(source).__name__}; pass a PIL image, a path or bytes")
+
+    def _check_upload_size(self, n_bytes: int) -> None:
+        if n_bytes > self.settings.max_upload_bytes:
+            raise ValueError(
+                f"the image file is {n_bytes / 2**20:.1f} MB; the limit is {self.settings.max_upload_mb:g} MB. "
+                "Downscale or compress it (e.g. save as JPEG) and try again."
+            )
+
+    def _check_header(self, fp: Any) -> None:
+        try:
+            with PIL.Image.open(fp) as im:  # reads the header only
+                width, height = im.size
+        except PIL.Image.DecompressionBombError as err:
+            raise ValueError(
+                f"the image declares too many pixels to decode safely ({err}); the longest side may be at most "
+                f"{self.settings.max_image_side} px"
+            ) from err
+        except (OSError, SyntaxError, ValueError, EOFError):
+            return  # not a readable header: load_image reports exactly what is wrong
+        self._check_side(width, height)
+
+    def _check_side(self, width: int, height: int) -> None:
+        limit = self.settings.max_image_side
+        if max(width, height) > limit:
+            raise ValueError(
+                f"the image is {width}x{height} px; the longest side may be at most {limit} px. Downscale it first."
+            )
+
+    def _details(self, out: ReasonBrainEditOutput, image: PIL.Image.Image, bound: int | None) -> dict[str, Any]:
+        details = out.to_dict()
+        regions = out.regions
+        details.update(
+            region_labels=list(regions.labels) if regions is not None else [],
+            region_scores=[float(v) for v in regions.scores.tolist()] if regions is not None else [],
+            bound_region=bound,
+            bound_region_label=regions.labels[bound] if regions is not None and bound is not None else None,
+            input_size=list(image.size),
+            preset=self.preset_name,
+            checkpoint_hash=self.checkpoint_hash,
+        )
+        return details
+
+    # --- what the UI offers -----------------------------------------------------------------------------------
+    def example_images(self) -> list[tuple[PIL.Image.Image, str]]:
+        """~6 synthetic scenes at the model's resolution, each with an instruction (computed once)."""
+        resolution = self._config().resolution  # outside the cache lock (it may load a custom pipeline)
+        with self._cache_lock:
+            if self._examples is None:
+                from reasonbrain.synthworld import sample_scene
+
+                samples = [sample_scene(seed=i, resolution=resolution) for i in range(NUM_EXAMPLES)]
+                self._examples = [(s.src, s.record.instruction) for s in samples]
+            return [(im.copy(), text) for im, text in self._examples]
+
+    def example_instructions(self) -> dict[str, list[str]]:
+        """A few instructions per reasoning category (physical, temporal, causal, story)."""
+        from reasonbrain.synthworld import example_instructions
+
+        return example_instructions()
+
+    def scheduler_names(self) -> list[str]:
+        from reasonbrain.schedulers import SCHEDULERS
+
+        return list(SCHEDULERS)
+
+    def defaults(self) -> dict[str, Any]:
+        """``{"steps", "guidance_scale", "image_guidance_scale", "scheduler", "resolution"}`` of the model."""
+        cfg = self._config()
+        if self._pipeline is not None:
+            scheduler = type(self._pipeline.scheduler).__name__
+        else:
+            scheduler = self._scheduler_name_on_disk() or cfg.diffusion.scheduler.get(
+                "_class_name", "EulerAncestralDiscreteScheduler"
+            )
+        return {
+            "steps": int(cfg.defaults.num_inference_steps),
+            "guidance_scale": float(cfg.defaults.guidance_scale),
+            "image_guidance_scale": float(cfg.defaults.image_guidance_scale),
+            "scheduler": scheduler,
+            "resolution": int(cfg.resolution),
+        }
+
+    def _scheduler_name_on_disk(self) -> str | None:
+        if self.settings.preset or not os.path.isdir(self.settings.checkpoint):
+            return None
+        path = os.path.join(self.settings.checkpoint, "scheduler", "scheduler_config.json")
+        if not os.path.isfile(path):
+            return None
+        import json
+
+        with open(path, encoding="utf-8") as f:
+            return json.load(f).get("_class_name")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Checkpoint identity
+# ----------------------------------------------------------------------------------------------------------------
+def checkpoint_fingerprint(folder: str) -> str:
+    """sha256 (first 12 hex) over the relative paths and bytes of the weight/config files in ``folder``."""
+    files = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in names:
+            if name.endswith(HASHED_SUFFIXES) and not name.startswith("."):
+                files.append(os.path.relpath(os.path.join(root, name), folder))
+    if not files:
+        raise FileNotFoundError(f"{folder} holds no weight or config files: not a checkpoint; {TRAIN_HINT}")
+    digest = hashlib.sha256()
+    for rel in sorted(files, key=lambda p: p.replace(os.sep, "/")):
+        path = os.path.join(folder, rel)
+        digest.update(f"{rel.replace(os.sep, '/')}\0{os.path.getsize(path)}\0".encode())
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:12]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Rendering (pure functions of the pipeline's output)
+# ----------------------------------------------------------------------------------------------------------------
+def bound_region(regions: Regions | None, attention: list[float] | None) -> int | None:
+    """Index of the object region the ID Controller attends to most (the background excluded)."""
+    if regions is None or attention is None or regions.num_objects == 0 or len(attention) != len(regions):
+        return None
+    return int(np.argmax(np.asarray(attention[: regions.num_objects])))
+
+
+def label_map(regions: Regions, size: tuple[int, int]) -> np.ndarray:
+    """(H, W) region index per pixel at ``size`` (width, height); earlier (higher-scoring) regions win overlaps,
+    pixels in no object region get the background's index (the last)."""
+    masks = regions.masks.detach().cpu().numpy()  # (M, h, w) bool
+    labels = np.full(masks.shape[1:], len(regions) - 1, dtype=np.uint8 if len(regions) < 256 else np.int32)
+    for i in reversed(range(regions.num_objects)):
+        labels[masks[i]] = i
+    if (labels.shape[1], labels.shape[0]) != tuple(size):
+        labels = np.asarray(PIL.Image.fromarray(labels).resize(tuple(size), PIL.Image.Resampling.NEAREST))
+    return labels
+
+
+def region_palette(n: int) -> np.ndarray:
+    """(n, 3) uint8 distinct colours (tab20, saturated shades first)."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps[PALETTE_COLORMAP]
+    order = list(range(0, 20, 2)) + list(range(1, 20, 2))
+    colours = [cmap(order[i % 20])[:3] for i in range(n)]
+    return (np.asarray(colours, dtype=np.float32).reshape(n, 3) * 255).round().astype(np.uint8)
+
+
+def render_region_overlay(
+    image: PIL.Image.Image, regions: Regions | None, *, alpha: float = OVERLAY_ALPHA
+) -> PIL.Image.Image:
+    """``image`` with every object region tinted in its own colour (``alpha``) and numbered 1..N in the order
+    of ``regions.labels`` (the background is left untinted)."""
+    base = image.convert("RGB")
+    if regions is None or regions.num_objects == 0:
+        return base.copy()
+    n = regions.num_objects
+    small = label_map(regions, regions.size)
+    labels = label_map(regions, base.size)
+    palette = region_palette(n)
+    pixels = np.asarray(base, dtype=np.float32)
+    inside = labels < n
+    colour = palette[np.minimum(labels, n - 1)].astype(np.float32)
+    blended = np.where(inside[..., None], pixels * (1 - alpha) + colour * alpha, pixels)
+    edges = _edges(labels) & inside
+    blended[edges] = colour[edges]
+    out = PIL.Image.fromarray(blended.round().clip(0, 255).astype(np.uint8))
+    draw = PIL.ImageDraw.Draw(out)
+    font = _font(max(10, min(base.size) // 18))
+    sx, sy = base.width / small.shape[1], base.height / small.shape[0]
+    for i in range(n):
+        point = _label_point(small == i)
+        if point is None:
+            continue
+        x, y = (point[0] + 0.5) * sx, (point[1] + 0.5) * sy
+        _draw_centered(draw, (x, y), str(i + 1), font)
+    return out
+
+
+def render_attention_heatmap(
+    image: PIL.Image.Image,
+    regions: Regions | None,
+    attention: list[float] | None,
+    *,
+    patch_attention: list[list[float]] | None = None,
+    bound: int | None = None,
+    alpha: float = HEATMAP_ALPHA,
+) -> PIL.Image.Image:
+    """Attention over regions (each region painted with its weight, normalised to the maximum) in the
+    ``magma`` colormap, blended over ``image``; ``bound`` region outlined. Falls back to the patch-grid
+    attention when there are no regions, and to the plain image when there is no attention at all."""
+    base = image.convert("RGB")
+    width, height = base.size
+    if regions is not None and attention is not None and len(attention) == len(regions):
+        weights = np.asarray(attention, dtype=np.float32)
+        weights = weights / max(float(weights.max()), 1e-12)
+        labels = label_map(regions, base.size)
+        values = weights[labels]
+    elif patch_attention is not None:
+        grid = np.asarray(patch_attention, dtype=np.float32)
+        grid = grid / max(float(grid.max()), 1e-12)
+        values = np.asarray(PIL.Image.fromarray(grid).resize((width, height), PIL.Image.Resampling.BILINEAR))
+        labels = None
+    else:
+        return base.copy()
+    import matplotlib
+
+    lut = (matplotlib.colormaps[HEATMAP_COLORMAP](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.float32)
+    heat = lut[(values.clip(0, 1) * 255).round().astype(np.uint8)]
+    blended = np.asarray(base, dtype=np.float32) * (1 - alpha) + heat * alpha
+    if labels is not None and bound is not None:
+        thickness = max(1, round(min(width, height) / 128))
+        outline = _edges(labels == bound, thickness=thickness) & (labels == bound)
+        blended[outline] = OUTLINE_COLOUR
+    return PIL.Image.fromarray(blended.round().clip(0, 255).astype(np.uint8))
+
+
+def _edges(labels: np.ndarray, *, thickness: int = 1) -> np.ndarray:
+    """Pixels within ``thickness`` of a change of value (4-neighbourhood), bool (H, W)."""
+    edge = np.zeros(labels.shape, dtype=bool)
+    diff_v = labels[1:] != labels[:-1]
+    diff_h = labels[:, 1:] != labels[:, :-1]
+    edge[1:] |= diff_v
+    edge[:-1] |= diff_v
+    edge[:, 1:] |= diff_h
+    edge[:, :-1] |= diff_h
+    for _ in range(thickness - 1):  # grow inwards and outwards
+        grown = edge.copy()
+        grown[1:] |= edge[:-1]
+        grown[:-1] |= edge[1:]
+        grown[:, 1:] |= edge[:, :-1]
+        grown[:, :-1] |= edge[:, 1:]
+        edge = grown
+    return edge
+
+
+def _label_point(mask: np.ndarray) -> tuple[int, int] | None:
+    """A pixel of ``mask`` near its centroid (x, y), or None for an empty mask."""
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return None
+    cx, cy = xs.mean(), ys.mean()
+    k = int(np.argmin((xs - cx) ** 2 + (ys - cy) ** 2))
+    return int(xs[k]), int(ys[k])
+
+
+def _font(size: int) -> PIL.ImageFont.ImageFont | PIL.ImageFont.FreeTypeFont:
+    try:
+        return PIL.ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # Pillow < 10.1 or no FreeType: the fixed bitmap font
+        return PIL.ImageFont.load_default()
+
+
+def _draw_centered(draw: PIL.ImageDraw.ImageDraw, centre: tuple[float, float], label: str, font: Any) -> None:
+    stroke = max(1, getattr(font, "size", 10) // 8)
+    left, top, right, bottom = draw.textbbox((0, 0), label, font=font, stroke_width=stroke)
+    x = centre[0] - (left + right) / 2
+    y = centre[1] - (top + bottom) / 2
+    draw.text((x, y), label, font=font, fill=(255, 255, 255), stroke_width=stroke, stroke_fill=(0, 0, 0))
+
+
+def _whole(name: str, value: Any) -> Any:
+    """Integral floats (what sliders send) -> int; anything else is passed on for the pipeline to judge."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    if name == "seed":
+        raise ValueError(f"seed must be a whole number, got {value!r}")
+    return value
+
+
+__all__ = [
+    "EditRequest", "EditResult", "Engine", "bound_region", "checkpoint_fingerprint", "label_map",
+    "render_attention_heatmap", "render_region_overlay",
+]

@@ -1,0 +1,125 @@
+"""Reason50K-format data: one jsonl per split, each record ``id, category, src_image, tgt_image, instruction,
+objects`` (image paths relative to the jsonl's folder) plus any extra fields, which are kept in ``extra``."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from reasonbrain.image_io import load_image, prepare_image
+from reasonbrain.referring import extract_referenced_object, serialize_object_token
+from reasonbrain.regions import masks_to_feature_grid, pad_regions
+from reasonbrain.training.task import Batch
+
+REQUIRED_FIELDS = ("id", "category", "src_image", "tgt_image", "instruction")
+
+
+@dataclass
+class Reason50KRecord:
+    id: str
+    category: str
+    src_image: str  # absolute path
+    tgt_image: str  # absolute path
+    instruction: str
+    objects: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def read_split(path: str | os.PathLike) -> list[Reason50KRecord]:
+    """Read a Reason50K-format jsonl; raises ValueError naming the line of a malformed record."""
+    path = str(path)
+    root = os.path.dirname(os.path.abspath(path))
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{line_no} is not valid JSON: {err}") from err
+            missing = [k for k in REQUIRED_FIELDS if k not in data]
+            if missing:
+                raise ValueError(f"{path}:{line_no} lacks the Reason50K fields {missing}")
+            extra = {k: v for k, v in data.items() if k not in REQUIRED_FIELDS and k != "objects"}
+            records.append(
+                Reason50KRecord(
+                    id=str(data["id"]),
+                    category=str(data["category"]),
+                    src_image=os.path.join(root, data["src_image"]),
+                    tgt_image=os.path.join(root, data["tgt_image"]),
+                    instruction=str(data["instruction"]),
+                    objects=list(data.get("objects") or []),
+                    extra=extra,
+                )
+            )
+    return records
+
+
+def object_token_for(record: Reason50KRecord, vocabulary=None) -> str:
+    """The object token as at inference (the parser), falling back to the record's first listed object."""
+    obj = extract_referenced_object(record.instruction, vocabulary)
+    if obj.name is None and record.objects:
+        obj.name, obj.phrase = record.objects[0], record.objects[0]
+    return serialize_object_token(obj)
+
+
+class Reason50KDataset(Dataset):
+    """Yields model-ready samples: source/target tensors in [-1, 1], instruction, object token, region masks."""
+
+    def __init__(
+        self,
+        records: list[Reason50KRecord],
+        *,
+        resolution: int,
+        grid_size: int,
+        max_regions: int,
+        region_proposer=None,
+        vocabulary=None,
+    ) -> None:
+        if not records:
+            raise ValueError("the dataset is empty: check the split file")
+        self.records = records
+        self.resolution = resolution
+        self.grid_size = grid_size
+        self.max_regions = max_regions
+        self.region_proposer = region_proposer
+        self.vocabulary = vocabulary
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        rec = self.records[index]
+        src = load_image(rec.src_image)
+        source, _ = prepare_image(src, self.resolution)
+        target, _ = prepare_image(load_image(rec.tgt_image), self.resolution)
+        item = {
+            "source": source,
+            "target": target,
+            "instruction": rec.instruction,
+            "object_token": object_token_for(rec, self.vocabulary),
+            "grid_masks": None,
+        }
+        if self.region_proposer is not None:
+            regions = self.region_proposer(src.resize((self.resolution, self.resolution)))
+            item["grid_masks"] = masks_to_feature_grid(regions, (self.grid_size, self.grid_size))
+        return item
+
+    def collate(self, items: list[dict[str, Any]]) -> Batch:
+        masks = valid = None
+        if items[0]["grid_masks"] is not None:
+            masks, valid = pad_regions([it["grid_masks"] for it in items], self.max_regions)
+        return Batch(
+            source=torch.stack([it["source"] for it in items]),
+            target=torch.stack([it["target"] for it in items]),
+            instructions=[it["instruction"] for it in items],
+            object_tokens=[it["object_token"] for it in items],
+            region_masks=masks,
+            region_valid=valid,
+        )

@@ -1,0 +1,340 @@
+"""Train ReasonBrain on Reason50K-format data with accelerate.
+
+    python -m reasonbrain.training.train --config configs/train_synth.json [--max-steps N] [--resume]
+    accelerate launch --config_file configs/accelerate_deepspeed_zero2.yaml -m reasonbrain.training.train --config ...
+
+Writes to ``output_dir``: ``metrics.csv`` (every ``log_every`` steps), ``validation.csv`` and sample grids
+(every ``val_every`` steps), ``loss_curve.png``, ``state/`` (accelerate state for ``--resume``) and
+``checkpoint/`` (a pipeline folder that ``ReasonBrainEditPipeline.from_pretrained`` loads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from diffusers.optimization import get_scheduler
+from torch.utils.data import DataLoader
+
+from reasonbrain.configuration import ReasonBrainConfig
+from reasonbrain.models.reasonbrain import ReasonBrainModel
+from reasonbrain.regions import build_region_proposer
+from reasonbrain.training.data import Reason50KDataset, read_split
+from reasonbrain.training.task import ReasonBrainTrainingTask, ablation_config
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "synth"
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    components: dict[str, bool] = field(default_factory=dict)  # ablation switches, e.g. {"baseline": true}
+    load_backbones: bool = False  # real presets: start from the Hub backbones
+    init_checkpoint: str | None = None  # start from a saved checkpoint folder instead
+    data_dir: str = "data/synth"
+    train_split: str = "train.jsonl"
+    val_split: str = "val.jsonl"
+    output_dir: str = "runs/synth"
+    seed: int = 0
+    max_steps: int = 1000
+    batch_size: int = 16  # paper: 16
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 1e-3  # paper: AdamW, lr 1e-3, weight decay 1e-2
+    weight_decay: float = 1e-2
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    lr_scheduler: str = "cosine"
+    lr_warmup_steps: int = 100
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "auto"  # "auto": bf16 on GPU, none on CPU
+    cond_dropout: float = 0.05
+    num_workers: int = 0
+    log_every: int = 10
+    val_every: int = 500
+    val_samples: int = 64
+    val_steps: int | None = None  # denoising steps for validation edits (default: the preset's)
+    save_every: int = 1000
+    vae_steps: int = 0  # pre-train the VAE (reconstruction) first, for models built from scratch
+    init_vae: str | None = None  # or load a VAE pre-trained earlier (a diffusers AutoencoderKL folder)
+    vae_learning_rate: float = 1e-3
+    max_train_samples: int | None = None
+
+    @classmethod
+    def from_json(cls, path: str) -> TrainConfig:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown training config keys {sorted(unknown)} in {path}")
+        if "adam_betas" in data:
+            data["adam_betas"] = tuple(data["adam_betas"])
+        return cls(**data)
+
+
+def build_model(cfg: TrainConfig) -> ReasonBrainModel:
+    if cfg.init_checkpoint:
+        model = ReasonBrainModel.from_pretrained(cfg.init_checkpoint)
+        if cfg.components:
+            raise ValueError("components switches apply to new models; leave them out with init_checkpoint")
+        return model
+    model_cfg = ReasonBrainConfig.from_preset(cfg.preset, **cfg.model_overrides)
+    if cfg.components:
+        model_cfg = ablation_config(model_cfg, **cfg.components)
+    return ReasonBrainModel.from_config(model_cfg, load_backbones=cfg.load_backbones)
+
+
+def vocabulary_for(config: ReasonBrainConfig):
+    if config.defaults.referring_vocabulary == "synthworld":
+        from reasonbrain.synthworld import VOCABULARY
+
+        return VOCABULARY
+    return None
+
+
+def _cycle(loader):
+    while True:
+        yield from loader
+
+
+def pretrain_vae(model: ReasonBrainModel, loader: DataLoader, steps: int, lr: float, accelerator: Accelerator,
+                 out_dir: str) -> list[float]:
+    """Reconstruction (L1 + small KL) training of the VAE, for models built from scratch; frozen afterwards."""
+    vae = model.vae
+    vae.requires_grad_(True).train()
+    opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+    losses = []
+    batches = _cycle(loader)
+    start = time.time()
+    for step in range(1, steps + 1):
+        batch = next(batches)
+        x = batch.target.to(accelerator.device)
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample()).sample
+        loss = F.l1_loss(recon, x) + 1e-6 * posterior.kl().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        if step % 50 == 0 or step == steps:
+            logger.info("vae step %d/%d l1+kl %.4f (%.0f s)", step, steps, loss.item(), time.time() - start)
+    vae.requires_grad_(False).eval()
+    vae.save_pretrained(os.path.join(out_dir, "vae_pretrained"))
+    with open(os.path.join(out_dir, "vae_losses.json"), "w", encoding="utf-8") as f:
+        json.dump(losses, f)
+    return losses
+
+
+def validate(model: ReasonBrainModel, proposer, vocabulary, cfg: TrainConfig, step: int, out_dir: str) -> dict:
+    """Edits ``val_samples`` validation images; reasoning accuracy where the records carry alternatives."""
+    from reasonbrain.pipelines.pipeline_reasonbrain import ReasonBrainEditPipeline
+
+    was_training = model.training
+    pipe = ReasonBrainEditPipeline(model=model, region_proposer=proposer, vocabulary=vocabulary)
+    path = os.path.join(cfg.data_dir, cfg.val_split)
+    records = read_split(path)[: cfg.val_samples]
+    edits = [
+        pipe(r.src_image, r.instruction, seed=cfg.seed + i, num_inference_steps=cfg.val_steps).images[0]
+        for i, r in enumerate(records)
+    ]
+    metrics: dict[str, Any] = {"step": step, "n": len(records)}
+    if records and "alternatives" in records[0].extra:
+        from reasonbrain.synthworld.accuracy import reasoning_accuracy
+        from reasonbrain.synthworld.dataset import load_split
+
+        synth_records = load_split(cfg.data_dir, os.path.splitext(cfg.val_split)[0])[: len(records)]
+        acc = reasoning_accuracy(synth_records, edits)
+        metrics.update(accuracy=acc["accuracy"], l1=acc["l1"], psnr=acc["psnr"],
+                       **{f"acc_{k}": v for k, v in acc["per_category"].items()})
+    _save_grid(records[:8], edits[:8], os.path.join(out_dir, "samples", f"step-{step:06d}.png"))
+    model.train(was_training)
+    return metrics
+
+
+def _save_grid(records, edits, path: str) -> None:
+    from PIL import Image
+
+    if not records:
+        return
+    size = edits[0].size
+    grid = Image.new("RGB", (size[0] * 3, size[1] * len(records)), "white")
+    for row, (rec, edit) in enumerate(zip(records, edits)):
+        for col, img in enumerate((Image.open(rec.src_image), Image.open(rec.tgt_image), edit)):
+            grid.paste(img.convert("RGB").resize(size), (col * size[0], row * size[1]))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    grid.save(path)
+
+
+def plot_losses(metrics_csv: str, out_png: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(metrics_csv, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return
+    steps = [int(r["step"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key in ("loss", "dm_loss", "mllm_loss"):
+        ax.plot(steps, [float(r[key]) for r in rows], label=key)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+
+
+def _append_csv(path: str, row: dict[str, Any]) -> None:
+    new = not os.path.exists(path)
+    with open(path, "a", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
+    mixed = cfg.mixed_precision
+    if mixed == "auto":
+        mixed = "bf16" if torch.cuda.is_available() else "no"
+    accelerator = Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps, mixed_precision=mixed)
+    set_seed(cfg.seed)
+    os.makedirs(cfg.output_dir, exist_ok=True)
+    with open(os.path.join(cfg.output_dir, "train_config.json"), "w", encoding="utf-8") as f:
+        json.dump(dataclasses.asdict(cfg), f, indent=2)
+
+    model = build_model(cfg)
+    mcfg = model.config
+    vocabulary = vocabulary_for(mcfg)
+    proposer = build_region_proposer(mcfg.regions, load_pretrained=cfg.load_backbones) if (
+        mcfg.components.region_branch) else None
+    records = read_split(os.path.join(cfg.data_dir, cfg.train_split))
+    if cfg.max_train_samples:
+        records = records[: cfg.max_train_samples]
+    dataset = Reason50KDataset(records, resolution=mcfg.resolution, grid_size=model.grid_size,
+                               max_regions=mcfg.frce.max_regions, region_proposer=proposer, vocabulary=vocabulary)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True, collate_fn=dataset.collate,
+                        num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed))
+    state_dir = os.path.join(cfg.output_dir, "state")
+    resuming = resume and os.path.isdir(state_dir)
+    if cfg.init_vae and not resuming:
+        from diffusers import AutoencoderKL
+
+        model.vae.load_state_dict(AutoencoderKL.from_pretrained(cfg.init_vae).state_dict())
+    elif cfg.vae_steps and not mcfg.diffusion.vae_pretrained and not resuming:
+        model.to(accelerator.device)
+        pretrain_vae(model, loader, cfg.vae_steps, cfg.vae_learning_rate, accelerator, cfg.output_dir)
+
+    task = ReasonBrainTrainingTask(model, cond_dropout=cfg.cond_dropout)
+    optimizer = torch.optim.AdamW(task.trainable_parameters(), lr=cfg.learning_rate, betas=cfg.adam_betas,
+                                  weight_decay=cfg.weight_decay)
+    lr_scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.lr_warmup_steps,
+                                 num_training_steps=cfg.max_steps)
+    task, optimizer, loader, lr_scheduler = accelerator.prepare(task, optimizer, loader, lr_scheduler)
+    step = 0
+    if resuming:
+        accelerator.load_state(state_dir)
+        with open(os.path.join(state_dir, "progress.json"), encoding="utf-8") as f:
+            step = json.load(f)["step"]
+        logger.info("resumed from %s at step %d", state_dir, step)
+
+    metrics_csv = os.path.join(cfg.output_dir, "metrics.csv")
+    val_csv = os.path.join(cfg.output_dir, "validation.csv")
+    unwrapped = accelerator.unwrap_model(task).model
+    start, last_val = time.time(), {}
+    task.train()
+    batches = _cycle(loader)
+    while step < cfg.max_steps:
+        batch = next(batches)
+        with accelerator.accumulate(task):
+            losses = task(batch)
+            accelerator.backward(losses["loss"])
+            if accelerator.sync_gradients:
+                accelerator.clip_grad_norm_(task.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            lr_scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+        if not accelerator.sync_gradients:
+            continue
+        step += 1
+        if not all(math.isfinite(v.item()) for v in losses.values()):
+            raise RuntimeError(f"non-finite loss at step {step}: {losses}; lower learning_rate")
+        if step % cfg.log_every == 0 or step == cfg.max_steps:
+            row = {"step": step, **{k: round(v.item(), 6) for k, v in losses.items()},
+                   "lr": lr_scheduler.get_last_lr()[0], "elapsed_s": round(time.time() - start, 1)}
+            if accelerator.is_main_process:
+                _append_csv(metrics_csv, row)
+            logger.info("step %d %s", step, row)
+        if accelerator.is_main_process and (step % cfg.val_every == 0 or step == cfg.max_steps):
+            last_val = validate(unwrapped, proposer, vocabulary, cfg, step, cfg.output_dir)
+            _append_csv(val_csv, last_val)
+            logger.info("validation %s", last_val)
+        if step % cfg.save_every == 0 or step == cfg.max_steps:
+            accelerator.wait_for_everyone()
+            accelerator.save_state(state_dir)
+            if accelerator.is_main_process:
+                with open(os.path.join(state_dir, "progress.json"), "w", encoding="utf-8") as f:
+                    json.dump({"step": step}, f)
+                save_checkpoint(unwrapped, os.path.join(cfg.output_dir, "checkpoint"))
+    if accelerator.is_main_process and os.path.exists(metrics_csv):
+        plot_losses(metrics_csv, os.path.join(cfg.output_dir, "loss_curve.png"))
+    summary = {"steps": step, "wall_time_s": round(time.time() - start, 1), "validation": last_val}
+    with open(os.path.join(cfg.output_dir, "summary.json"), "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=2)
+    return summary
+
+
+def save_checkpoint(model: ReasonBrainModel, folder: str) -> None:
+    """A pipeline folder (model + the preset's inference scheduler), written atomically."""
+    from reasonbrain.schedulers import make_scheduler
+
+    tmp = folder + ".tmp"
+    if os.path.isdir(tmp):
+        import shutil
+
+        shutil.rmtree(tmp)
+    model.save_pretrained(tmp)
+    make_scheduler(model.config.diffusion.scheduler).save_pretrained(os.path.join(tmp, "scheduler"))
+    if os.path.isdir(folder):
+        import shutil
+
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m reasonbrain.training.train", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", required=True, help="training config JSON (see TrainConfig)")
+    ap.add_argument("--resume", action="store_true", help="continue from output_dir/state")
+    ap.add_argument("--max-steps", type=int)
+    ap.add_argument("--output-dir")
+    ap.add_argument("--data-dir")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
+    cfg = TrainConfig.from_json(args.config)
+    for key in ("max_steps", "output_dir", "data_dir"):
+        if getattr(args, key) is not None:
+            setattr(cfg, key, getattr(args, key))
+    summary = train(cfg, resume=args.resume)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,84 @@
+"""Training: Reason50K-format reading, the accelerate loop (loss falls, logs, resume, checkpoint)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from reasonbrain.training.data import Reason50KDataset, read_split
+from reasonbrain.training.train import TrainConfig, main, train
+
+
+@pytest.fixture(scope="module")
+def synth_data(tmp_path_factory):
+    from reasonbrain.synthworld.dataset import write_dataset
+
+    out = tmp_path_factory.mktemp("synth")
+    write_dataset(out, n=60, seed=1, resolution=64, workers=1)
+    return out
+
+
+def test_read_split_and_dataset(synth_data):
+    records = read_split(synth_data / "train.jsonl")
+    assert records and all(r.src_image.startswith(str(synth_data)) for r in records)
+    assert "alternatives" in records[0].extra and records[0].objects
+    from reasonbrain.regions import ColorSegmentsRegionProposer
+    from reasonbrain.synthworld import VOCABULARY
+
+    ds = Reason50KDataset(records, resolution=64, grid_size=8, max_regions=8,
+                          region_proposer=ColorSegmentsRegionProposer(max_regions=8), vocabulary=VOCABULARY)
+    batch = ds.collate([ds[0], ds[1]])
+    assert batch.source.shape == batch.target.shape == (2, 3, 64, 64)
+    assert batch.region_masks.shape == (2, 8, 8, 8) and batch.region_valid.any(dim=1).all()
+    assert all(t.startswith("<obj>") and t != "<obj> </obj>" for t in batch.object_tokens)
+
+
+def test_read_split_rejects_malformed_records(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"id": "a", "category": "physical"}\n')
+    with pytest.raises(ValueError, match="lacks the Reason50K fields"):
+        read_split(path)
+    path.write_text("{not json\n")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        read_split(path)
+
+
+def test_training_loss_falls_logs_and_resumes(synth_data, tmp_path):
+    cfg = TrainConfig(
+        preset="tiny", model_overrides={"regions": {"backend": "color_segments", "config": {}},
+                                        "defaults": {"referring_vocabulary": "synthworld"}},
+        data_dir=str(synth_data), output_dir=str(tmp_path / "run"), max_steps=24, batch_size=4,
+        learning_rate=3e-3, lr_warmup_steps=2, log_every=1, val_every=24, val_samples=3, val_steps=1,
+        save_every=12, vae_steps=2, cond_dropout=0.0,
+    )
+    summary = train(cfg)
+    assert summary["steps"] == 24
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert len(rows) == 24 and set(rows[0]) >= {"step", "loss", "dm_loss", "mllm_loss", "lr"}
+    first = sum(float(r["loss"]) for r in rows[:4]) / 4
+    last = sum(float(r["loss"]) for r in rows[-4:]) / 4
+    assert last < 0.8 * first, (first, last)
+    val = summary["validation"]
+    assert val["n"] == 3 and 0.0 <= val["accuracy"] <= 1.0 and val["l1"] > 0
+    assert (tmp_path / "run" / "loss_curve.png").stat().st_size > 1000
+    assert list((tmp_path / "run" / "samples").glob("step-*.png"))
+    from reasonbrain.pipelines.pipeline_reasonbrain import ReasonBrainEditPipeline
+
+    pipe = ReasonBrainEditPipeline.from_pretrained(tmp_path / "run" / "checkpoint")
+    assert pipe(str(synth_data / read_split(synth_data / "val.jsonl")[0].src_image), "What if the ice melted?",
+                seed=0, num_inference_steps=1).images
+    # resume continues from the saved step
+    cfg_path = tmp_path / "cfg.json"
+    cfg_path.write_text(json.dumps({**cfg.__dict__, "max_steps": 26, "adam_betas": list(cfg.adam_betas)}))
+    assert main(["--config", str(cfg_path), "--resume"]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert [int(r["step"]) for r in rows[-2:]] == [25, 26]
+
+
+def test_train_config_rejects_unknown_keys(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text('{"learning_rat": 1}')
+    with pytest.raises(ValueError, match="unknown training config keys"):
+        TrainConfig.from_json(str(path))
