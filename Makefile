@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: app test test-all install clean lint params bench
+.PHONY: app test test-all install clean lint params bench synth-checkpoint
 
 $(STAMP): requirements.txt requirements-dev.txt constraints-cpu.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,3 +34,9 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV)
+
+# Rebuild the bundled default checkpoint: data, training (VAE pre-training + main phase), export with model card.
+synth-checkpoint: $(STAMP)
+	$(BIN)/python -m reasonbrain synthworld --n 20000 --out data/synth --seed 0
+	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth.json
+	$(BIN)/python tools/export_synth_checkpoint.py --run runs/synth --data-dir data/synth --out checkpoints/synth

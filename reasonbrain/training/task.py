@@ -92,8 +92,10 @@ class ReasonBrainTrainingTask(nn.Module):
             target_pred = noise
         elif prediction_type == "v_prediction":
             target_pred = self.noise_scheduler.get_velocity(latents, noise, timesteps)
+        elif prediction_type == "sample":  # x0-prediction: learns to copy the source fast (synth preset)
+            target_pred = latents
         else:
-            raise ValueError(f"unsupported prediction_type {prediction_type!r}; use epsilon or v_prediction")
+            raise ValueError(f"unsupported prediction_type {prediction_type!r}; use epsilon, v_prediction or sample")
         dm_loss = F.mse_loss(pred.float(), target_pred.float())
         mllm_loss = cond.mllm_loss
         return {"mllm_loss": mllm_loss, "dm_loss": dm_loss, "loss": dm_loss + self.mllm_loss_weight * mllm_loss}

@@ -1,0 +1,99 @@
+"""Copy a finished synth training run into checkpoints/synth and write its model card with measured metrics.
+
+    python tools/export_synth_checkpoint.py --run runs/synth --data-dir data/synth --out checkpoints/synth
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import shutil
+import sys
+
+import torch
+
+from reasonbrain.evaluation.synth_eval import evaluate_chains, evaluate_split, markdown_table
+from reasonbrain.pipelines.pipeline_reasonbrain import ReasonBrainEditPipeline
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", default="runs/synth")
+    ap.add_argument("--data-dir", default="data/synth")
+    ap.add_argument("--out", default="checkpoints/synth")
+    ap.add_argument("--limit", type=int, default=None, help="test records to evaluate (default: all)")
+    ap.add_argument("--chains", type=int, default=100, help="multi-hop chains to evaluate")
+    args = ap.parse_args(argv)
+
+    src = os.path.join(args.run, "checkpoint")
+    if not os.path.isdir(src):
+        raise SystemExit(f"{src} does not exist: train first (make synth-checkpoint)")
+    tmp = args.out + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    pipe = ReasonBrainEditPipeline.from_pretrained(tmp)
+    test = evaluate_split(pipe, args.data_dir, "test", limit=args.limit)
+    chains = evaluate_chains(pipe, args.data_dir, limit=args.chains)
+    with open(os.path.join(args.run, "summary.json"), encoding="utf-8") as f:
+        summary = json.load(f)
+    with open(os.path.join(args.run, "train_config.json"), encoding="utf-8") as f:
+        train_cfg = json.load(f)
+    with open(os.path.join(args.run, "metrics.csv"), encoding="utf-8") as f:
+        last = list(csv.DictReader(f))[-1]
+    metrics = {"test": test, "chains": chains, "training": summary, "final_losses": last}
+    with open(os.path.join(tmp, "metrics.json"), "w", encoding="utf-8") as f:
+        json.dump(metrics, f, indent=2)
+    if os.path.exists(os.path.join(args.run, "loss_curve.png")):
+        shutil.copy(os.path.join(args.run, "loss_curve.png"), os.path.join(tmp, "loss_curve.png"))
+    size_mb = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(tmp) for f in fs) / 2**20
+    card = CARD.format(
+        table=markdown_table(test),
+        chains=" / ".join(f"{k}: {v:.1%}" for k, v in chains.items() if k.endswith("-step")),
+        n_chains=chains["chains"],
+        steps=summary["steps"], wall=summary["wall_time_s"] / 60, batch=train_cfg["batch_size"],
+        lr=train_cfg["learning_rate"], data_dir=train_cfg["data_dir"], size=size_mb,
+        hardware=f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        loss=last["loss"], dm=last["dm_loss"], mllm=last["mllm_loss"],
+        params=sum(p.numel() for p in pipe.model.parameters()) / 1e6,
+    )
+    with open(os.path.join(tmp, "README.md"), "w", encoding="utf-8") as f:
+        f.write(card)
+    shutil.rmtree(args.out, ignore_errors=True)
+    os.replace(tmp, args.out)
+    print(card)
+    return 0
+
+
+CARD = """# ReasonBrain `synth` checkpoint (bundled default)
+
+The library's own small ReasonBrain ({params:.1f} M parameters, every component of the paper: FRCE patch and region
+branches, ID Controller, LLaVA-class MLLM with 8 [IMG] tokens, QFormer, CME, an 8-channel-latent UNet) trained from
+scratch on the procedural synthetic reasoning world (`python -m reasonbrain synthworld`), so that the app performs
+real hypothetical edits on a fresh offline machine. Regions come from the colour segmenter (no SAM weights offline).
+
+## Data
+20,000 single-step samples + 1,000 multi-hop chains at 64 px (`{data_dir}`, seed 0): physical 35 %, temporal 25 %,
+causal 25 %, story 15 %. The test split holds out 4 instruction templates and 12 object x background combinations.
+
+## Training
+{steps} steps, batch {batch}, AdamW lr {lr} (cosine, warm-up), weight decay 1e-2, after a VAE reconstruction
+pre-training phase; {wall:.0f} min wall time on {hardware}. Final losses: total {loss}, diffusion {dm}, MLLM {mllm}.
+Rebuild: `make synth-checkpoint`. Checkpoint size {size:.1f} MB.
+
+## Reasoning accuracy on the held-out test split
+An edit is correct when its mean absolute RGB error to the true target is strictly smaller than to each alternative
+outcome (wrong object changed, wrong state, no change).
+
+{table}
+
+Multi-hop chains (each step edits the model's own previous output; {n_chains} chains): {chains}.
+
+![loss curve](loss_curve.png)
+"""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
