@@ -1,0 +1,342 @@
+"""Small rendering helpers: the chain timeline (a tree), History cards, tables and text for the reasoning panel.
+
+Everything returns plain strings / lists so it can be tested without a browser. User-provided text (titles,
+instructions) is always HTML-escaped: ``gr.HTML`` renders through ``innerHTML``.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import quote
+
+from app.store import ChainInfo, ChainTree, StepInfo
+
+SOURCE_NODE = "source"  # data-step of the chain's source image in the timeline
+MAX_INDENT = 6  # branch nesting levels drawn with indentation (deeper ones keep the last level)
+INDENT_PX = 26
+EMPTY = "—"
+# the pipeline's stages in the order they run (stored timings come back sorted by name)
+STAGE_ORDER = ("preprocess", "regions", "referring", "conditioning", "reasoning", "encode_image", "denoise", "decode")
+
+# Click handling for the clickable HTML lists: one delegated listener on the component's root element, so it
+# survives re-renders of the content. ``trigger('select', {index, value})`` arrives as ``gr.SelectData``.
+SELECT_JS = (
+    "element.addEventListener('click', (e) => {"
+    " const n = e.target.closest('[data-select]');"
+    " if (n && element.contains(n)) trigger('select', {index: Number(n.dataset.index || 0), value: n.dataset.select});"
+    "});"
+)
+
+TIMELINE_CSS = """
+.rb-tree { display: flex; flex-direction: column; gap: 4px; max-height: 460px; overflow-y: auto; padding: 2px; }
+.rb-node { display: flex; align-items: center; gap: 10px; width: 100%; text-align: left; cursor: pointer;
+  background: var(--block-background-fill); border: 1px solid var(--border-color-primary);
+  border-radius: 8px; padding: 4px 8px; color: var(--body-text-color); font: inherit; }
+.rb-node:hover { border-color: var(--color-accent); }
+.rb-node.rb-current { border: 2px solid var(--color-accent); background: var(--color-accent-soft); }
+.rb-node img { width: 48px; height: 48px; object-fit: cover; border-radius: 4px; flex: none; }
+.rb-hop { font-weight: 600; min-width: 4.2em; flex: none; }
+.rb-text { flex: 1; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.rb-mark { font-size: 0.8em; opacity: 0.75; flex: none; }
+.rb-empty { opacity: 0.7; padding: 8px; }
+"""
+
+CARDS_CSS = """
+.rb-cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(210px, 1fr)); gap: 12px; }
+.rb-card { display: flex; flex-direction: column; gap: 4px; text-align: left; cursor: pointer; font: inherit;
+  background: var(--block-background-fill); border: 1px solid var(--border-color-primary); border-radius: 10px;
+  padding: 8px; color: var(--body-text-color); }
+.rb-card:hover { border-color: var(--color-accent); }
+.rb-card img { width: 100%; aspect-ratio: 1 / 1; object-fit: cover; border-radius: 6px; }
+.rb-card-title { font-weight: 600; overflow: hidden; display: -webkit-box; -webkit-line-clamp: 2;
+  -webkit-box-orient: vertical; line-height: 1.3; }
+.rb-card-meta, .rb-card-last { font-size: 0.85em; opacity: 0.8; overflow: hidden; text-overflow: ellipsis;
+  white-space: nowrap; }
+.rb-empty { opacity: 0.7; padding: 8px; }
+"""
+
+
+def esc(text: object) -> str:
+    return html.escape("" if text is None else str(text), quote=True)
+
+
+def file_url(path: str) -> str:
+    """URL gradio serves an allowed file under (the store's image folder is the only allowed path)."""
+    return "/gradio_api/file=" + quote(str(path), safe="/")
+
+
+_STORED_IMAGE = re.compile(r"images/[0-9a-f]{2}/[0-9a-f]{64}\.png")
+
+
+def image_url_for(store: Any) -> Callable[[str], str]:
+    """``rel -> URL`` for stored images. Content-addressed paths (what the store writes) are joined directly;
+    anything else goes through ``store.image_path``'s full validation. (Serving is still checked by gradio
+    against ``allowed_paths``: only the store's image folder.)"""
+    root = store.data_dir
+
+    def url_for(rel: str) -> str:
+        if _STORED_IMAGE.fullmatch(rel):
+            return file_url(os.path.join(root, *rel.split("/")))
+        return file_url(store.image_path(rel))
+
+    return url_for
+
+
+def fmt_time(dt: datetime | None) -> str:
+    if dt is None:
+        return EMPTY
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def shorten(text: str | None, n: int = 90) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= n else text[: n - 1].rstrip() + "…"
+
+
+# --------------------------------------------------------------------------------------------- chain timeline
+def tree_order(tree: ChainTree) -> list[tuple[StepInfo, int, bool]]:
+    """The steps in display order as ``(step, indent, is_branch)``.
+
+    Every step's first child (the oldest) continues the line at the same indentation, so a long linear chain
+    stays flat; later children are branches, shown indented right below the step they branch from, before the
+    line continues. Iterative (a 1,000-step chain does not recurse 1,000 deep)."""
+    children: dict[str | None, list[StepInfo]] = {}
+    for s in tree.steps:  # ordered by (position, created_at): children come out oldest first
+        children.setdefault(s.parent_id, []).append(s)
+    out: list[tuple[StepInfo, int, bool]] = []
+    # stack items: (step, indent, is_branch); the line's continuation is pushed first so branches come out first
+    stack: list[tuple[StepInfo, int, bool]] = []
+    roots = children.get(None, [])
+    if roots:  # the first step continues from the source image; other first steps branch from it
+        stack.append((roots[0], 0, False))
+        for s in reversed(roots[1:]):
+            stack.append((s, 1, True))
+    while stack:
+        step, indent, is_branch = stack.pop()
+        out.append((step, indent, is_branch))
+        kids = children.get(step.id, [])
+        if kids:
+            stack.append((kids[0], indent, False))
+            for kid in reversed(kids[1:]):
+                stack.append((kid, indent + 1, True))
+    return out
+
+
+def timeline_html(
+    tree: ChainTree | None,
+    current_id: str | None,
+    url_for: Callable[[str], str],
+    *,
+    base_id: str | None = None,
+) -> str:
+    """The chain as a clickable tree: the source image, then every step (thumbnail, hop number, instruction).
+
+    ``current_id``: the step shown in the result panel (highlighted; ``SOURCE_NODE`` for the source).
+    ``base_id``: the step the next edit continues from, marked "next edit starts here"."""
+    if tree is None:
+        return '<div class="rb-tree"><div class="rb-empty">No chain yet: your first edit starts one.</div></div>'
+    n_children: dict[str | None, int] = {}
+    for s in tree.steps:
+        n_children[s.parent_id] = n_children.get(s.parent_id, 0) + 1
+    parts = ['<div class="rb-tree" role="list">']
+    parts.append(_node(
+        SOURCE_NODE, 0, url_for(tree.chain.source_image), "Source", "the uploaded image",
+        current=current_id == SOURCE_NODE, indent=0,
+        mark=_marks(n_children.get(None, 0), base=base_id == SOURCE_NODE),
+    ))
+    for index, (step, indent, is_branch) in enumerate(tree_order(tree), start=1):
+        prefix = "↳ " if is_branch else ""
+        parts.append(_node(
+            step.id, index, url_for(step.output_image), f"{prefix}Step {step.position}", step.instruction,
+            current=step.id == current_id, indent=indent,
+            mark=_marks(n_children.get(step.id, 0), base=base_id == step.id),
+        ))
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _marks(n_children: int, *, base: bool) -> str:
+    marks = []
+    if n_children > 1:
+        marks.append(f"{n_children} branches")
+    if base:
+        marks.append("next edit starts here")
+    return " · ".join(marks)
+
+
+def _node(node_id: str, index: int, img_url: str, hop: str, text: str, *, current: bool, indent: int,
+          mark: str) -> str:
+    level = min(indent, MAX_INDENT)
+    cls = "rb-node rb-current" if current else "rb-node"
+    aria = ' aria-current="step"' if current else ""
+    style = f' style="margin-left:{level * INDENT_PX}px; width:calc(100% - {level * INDENT_PX}px)"' if level else ""
+    mark_html = f'<span class="rb-mark">{esc(mark)}</span>' if mark else ""
+    return (
+        f'<button type="button" role="listitem" class="{cls}" data-select="{esc(node_id)}" data-index="{index}"'
+        f'{aria}{style} title="{esc(text)}"><img src="{esc(img_url)}" alt="" loading="lazy">'
+        f'<span class="rb-hop">{esc(hop)}</span><span class="rb-text">{esc(shorten(text))}</span>{mark_html}</button>'
+    )
+
+
+# ------------------------------------------------------------------------------------------------ history cards
+def chain_cards_html(chains: Sequence[ChainInfo], url_for: Callable[[str], str], *, query: str = "") -> str:
+    if not chains:
+        msg = f"No chain matches “{esc(query)}”." if query.strip() else "No chains yet: edit an image in the Edit tab."
+        return f'<div class="rb-cards"><div class="rb-empty">{msg}</div></div>'
+    parts = ['<div class="rb-cards" role="list">']
+    for i, c in enumerate(chains):
+        thumb = url_for(c.last_output or c.source_image)
+        steps = f"{c.num_steps} step" + ("" if c.num_steps == 1 else "s")
+        last = f'<span class="rb-card-last">“{esc(shorten(c.last_instruction, 70))}”</span>' if c.last_instruction else ""
+        parts.append(
+            f'<button type="button" role="listitem" class="rb-card" data-select="{esc(c.id)}" data-index="{i}" '
+            f'title="{esc(c.title)}"><img src="{esc(thumb)}" alt="" loading="lazy">'
+            f'<span class="rb-card-title">{esc(c.title)}</span>'
+            f'<span class="rb-card-meta">{steps} · {esc(fmt_time(c.updated_at))}</span>{last}</button>'
+        )
+    parts.append("</div>")
+    return "".join(parts)
+
+
+# ----------------------------------------------------------------------------------------- reasoning panel text
+def region_rows(details: Mapping[str, Any]) -> list[list[Any]]:
+    """``[#, label, score, attention]`` per region, most attended first (the bound object marked ★)."""
+    labels = list(details.get("region_labels") or [])
+    if not labels and isinstance(details.get("regions"), Mapping):
+        labels = list(details["regions"].get("labels") or [])
+    scores = list(details.get("region_scores") or [])
+    if not scores and isinstance(details.get("regions"), Mapping):
+        scores = list(details["regions"].get("scores") or [])
+    attention = details.get("region_attention")
+    bound = details.get("bound_region")
+    rows = []
+    for i, label in enumerate(labels):
+        att = attention[i] if attention is not None and i < len(attention) else None
+        score = scores[i] if i < len(scores) else None
+        name = f"★ {label}" if bound is not None and i == bound else str(label)
+        rows.append([i + 1, name, _num(score, 2), _pct(att), att if att is not None else -1.0])
+    rows.sort(key=lambda r: r[4], reverse=True)
+    return [r[:4] for r in rows]
+
+
+def region_info(details: Mapping[str, Any], index: int) -> str:
+    """Markdown for one selected region (``index`` into the regions, in their stored order)."""
+    labels = list(details.get("region_labels") or [])
+    if not 0 <= index < len(labels):
+        return "Select a region in the image to see its label, score and attention."
+    scores = details.get("region_scores") or []
+    attention = details.get("region_attention") or []
+    score = scores[index] if index < len(scores) else None
+    att = attention[index] if index < len(attention) else None
+    rank = ""
+    if attention:
+        order = sorted(range(len(attention)), key=lambda i: attention[i], reverse=True)
+        rank = f" (rank {order.index(index) + 1} of {len(attention)})" if index in order else ""
+    bound = " — **the object the instruction was bound to**" if details.get("bound_region") == index else ""
+    return (f"**Region {index + 1}: {esc(labels[index])}**{bound}  \n"
+            f"mask score {_num(score, 3)} · ID-Controller attention {_pct(att)}{rank}")
+
+
+def object_markdown(details: Mapping[str, Any], *, step: StepInfo | None = None) -> str:
+    """Referenced object, object token (+ ids), reasoning text and seed, as Markdown."""
+    obj = details.get("referenced_object") or {}
+    name = obj.get("name") or "(none found)"
+    attrs = ", ".join(f"{k}: {v}" for k, v in (obj.get("attributes") or {}).items())
+    phrase = obj.get("phrase") or ""
+    ids = details.get("object_token_ids") or []
+    ids_text = ", ".join(str(i) for i in ids[:48]) + (" …" if len(ids) > 48 else "")
+    reasoning = (details.get("reasoning") or "").strip() or EMPTY
+    bound = details.get("bound_region_label")
+    lines = [
+        f"**Referenced object:** {esc(name)}" + (f" ({esc(attrs)})" if attrs else "")
+        + (f" — from “{esc(phrase)}”" if phrase and phrase != name else "")
+        + f" · via {esc(obj.get('source') or 'parser')}",
+        f"**Object token O:** `{_code(details.get('object_token') or EMPTY)}`",
+        f"**Token ids:** `[{_code(ids_text)}]`",
+        f"**Most attended region:** {esc(bound)}" if bound else "**Most attended region:** —",
+        f"**Reasoning:** {esc(reasoning)}",
+        f"**Seed:** `{details.get('seed', step.seed if step else EMPTY)}`",
+    ]
+    settings = details.get("settings") or {}
+    if settings:
+        lines.append(
+            "**Settings:** " + esc(", ".join(
+                f"{k}={settings[k]}" for k in ("num_inference_steps", "guidance_scale", "image_guidance_scale",
+                                               "scheduler") if k in settings
+            ))
+        )
+    return "  \n".join(lines)
+
+
+def timings_rows(timings: Mapping[str, Any] | None, extra: Mapping[str, float] | None = None) -> list[list[Any]]:
+    """``[stage, ms]`` rows in pipeline order, ``total`` last; ``extra`` (e.g. the app's own save time) after."""
+    rows = []
+    timings = dict(timings or {})
+    total = timings.pop("total", None)
+    order = {name: i for i, name in enumerate(STAGE_ORDER)}
+    for k in sorted(timings, key=lambda name: (order.get(name, len(order)), name)):
+        rows.append([k, _ms(timings[k])])
+    if total is not None:
+        rows.append(["total (pipeline)", _ms(total)])
+    for k, v in (extra or {}).items():
+        rows.append([k, _ms(v)])
+    return rows
+
+
+def presenter_header_html(title: str, k: int, n: int, instruction: str, *, demo: bool) -> str:
+    badge = ' <span class="rb-badge">demo</span>' if demo else ""
+    return (
+        f'<div class="rb-present-head"><div class="rb-present-meta">{esc(title)}{badge}'
+        f' · <span class="rb-stepcount">Step {k} of {n}</span></div>'
+        f'<div class="rb-present-instr">“{esc(instruction)}”</div></div>'
+    )
+
+
+PRESENTER_CSS = """
+.rb-present-head { padding: 6px 4px; }
+.rb-present-meta { font-size: 1.1rem; opacity: 0.85; }
+.rb-stepcount { font-weight: 700; }
+.rb-present-instr { font-size: clamp(1.5rem, 2.6vw, 2.4rem); font-weight: 600; line-height: 1.25; margin-top: 6px; }
+.rb-badge { font-size: 0.75em; padding: 1px 6px; border-radius: 6px; background: var(--color-accent-soft); }
+.rb-present-empty { font-size: 1.3rem; opacity: 0.8; padding: 12px 4px; }
+"""
+
+
+def labels_for_choices(chains: Iterable[ChainInfo], *, demo: bool) -> list[tuple[str, str]]:
+    out = []
+    for c in chains:
+        prefix = "Demo · " if demo and not c.title.lower().startswith("demo") else ""
+        steps = f"{c.num_steps} step" + ("" if c.num_steps == 1 else "s")
+        out.append((f"{prefix}{shorten(c.title, 60)} ({steps})", c.id))
+    return out
+
+
+def _num(v: Any, digits: int) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return EMPTY
+    return f"{float(v):.{digits}f}"
+
+
+def _pct(v: Any) -> str:
+    if v is None:
+        return EMPTY
+    return f"{100 * float(v):.1f}%"
+
+
+def _ms(v: Any) -> str:
+    try:
+        return f"{1000 * float(v):.0f} ms"
+    except (TypeError, ValueError):
+        return EMPTY
+
+
+def _code(text: str) -> str:
+    return str(text).replace("`", "'")

@@ -1,0 +1,869 @@
+"""Edit tab: upload or pick an image, type a hypothetical instruction, see the edit and the reasoning behind it.
+
+The handlers are module-level functions with explicit arguments (engine, store, user id, session state, ...)
+returning an :class:`EditView`; ``build`` only wires them to components. Every edit is saved (a new chain for a
+fresh image, a step of the current chain otherwise); errors become ``gr.Error`` with the message and leave no
+rows behind.
+
+Session state (a plain dict in ``gr.State``, one per browser tab):
+
+- ``chain_id``: the chain being edited; None -> the next edit starts a new chain from the uploaded image
+- ``step_id``: the step shown in the result panel (None: nothing edited yet / the source is shown)
+- ``base_id``: the step whose *output* the next edit starts from; None -> the chain's source image
+- ``input_rel``: the stored image the next edit reads (the source, or ``base_id``'s output)
+- ``regions``: labels / scores / attention of the shown step (for clicks on the region image)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gradio as gr
+import numpy as np
+import PIL.Image
+
+from app import identity, render
+from app.engine import EditRequest, EditResult, Engine, render_attention_heatmap
+from app.store import ChainTree, NotFound, StepInfo, Store
+
+logger = logging.getLogger(__name__)
+
+DISPLAY_SIDE = 384  # heatmap / region images are sent at most this large (they are shown ~260 px high)
+DOWNLOAD_DIR = os.path.join(tempfile.gettempdir(), "reasonbrain-studio-downloads")
+MAX_DOWNLOAD_FILES = 400
+MAX_SEED = 2**31 - 1
+PROMPT_HINT = "What would happen if the ice cube were left in the sun?"
+NOT_FOUND_MESSAGE = "This chain or step does not exist (any more), or it belongs to someone else."
+
+
+class _Keep:
+    """Leave a component as it is (becomes ``gr.skip()``)."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP: Any = _Keep()
+
+
+def empty_session() -> dict[str, Any]:
+    return {"chain_id": None, "step_id": None, "base_id": None, "input_rel": None, "regions": {}}
+
+
+def _session(value: Any) -> dict[str, Any]:
+    out = empty_session()
+    if isinstance(value, dict):
+        out.update({k: value.get(k, out[k]) for k in out})
+    return out
+
+
+@dataclass
+class EditView:
+    """Everything the Edit tab shows, in plain values (tests read these; ``to_updates`` feeds gradio)."""
+
+    session: dict[str, Any]
+    input_image: Any = KEEP  # path of the image the next edit reads; None clears; KEEP leaves the upload
+    prompt: Any = KEEP
+    slider: tuple[str, str] | None = None  # (before, after) paths
+    status: str = ""
+    object_md: str = ""
+    heatmap: Any = None  # PIL image
+    regions_table: list[list[Any]] = field(default_factory=list)
+    regions_image: tuple[Any, list[tuple[np.ndarray, str]]] | None = None
+    region_info: str = ""
+    timings: list[list[Any]] = field(default_factory=list)
+    download_png: str | None = None
+    download_json: str | None = None
+    timeline: str = field(default_factory=lambda: render.timeline_html(None, None, render.file_url))
+    chain_title: str = ""
+    tree: ChainTree | None = None  # for tests; not sent to the browser
+    step: StepInfo | None = None
+
+    @property
+    def has_step(self) -> bool:
+        return self.session.get("step_id") is not None
+
+    @property
+    def has_chain(self) -> bool:
+        return self.session.get("chain_id") is not None
+
+    def to_updates(self) -> tuple[Any, ...]:
+        """Plain values in the order of ``EditHandles.view_outputs``. Which buttons are enabled is a separate,
+        instant follow-up event (``control_states``): config updates cost far more than values in gradio."""
+
+        def val(v: Any) -> Any:
+            return gr.skip() if isinstance(v, _Keep) else v
+
+        return (
+            self.session,
+            val(self.input_image),
+            val(self.prompt),
+            self.slider,
+            self.status,
+            self.object_md,
+            self.heatmap,
+            self.regions_table,
+            self.regions_image,
+            self.region_info,
+            self.timings,
+            self.download_png,
+            self.download_json,
+            self.timeline,
+            self.chain_title,
+        )
+
+
+def control_states(session: Any, *, busy: bool = False) -> tuple[Any, ...]:
+    """Interactivity of the controls (``EditHandles.controls``: edit, continue, undo, rename, delete, new,
+    download PNG, download JSON) for a session; all off while an edit runs."""
+    s = _session(session)
+    step, chain = s["step_id"] is not None, s["chain_id"] is not None
+    flags = (True, step, step, chain, chain, True, step, step)
+    return tuple(gr.update(interactive=(not busy) and f) for f in flags)
+
+
+# ------------------------------------------------------------------------------------------------- errors
+def user_error(err: BaseException) -> gr.Error:
+    if isinstance(err, NotFound):
+        return gr.Error(NOT_FOUND_MESSAGE)
+    if isinstance(err, OSError):  # a stored image vanished or the disk failed: say so, not a stack trace
+        logger.error("storage error: %s", err)
+        return gr.Error("A stored image could not be read or written (the server's data folder has a problem; "
+                        "an administrator can check it with `python -m app.consistency`).")
+    return gr.Error(render.esc(str(err) or err.__class__.__name__))  # the modal renders HTML
+
+
+@contextlib.contextmanager
+def user_errors():
+    """ValueError / NotFound / OSError from the engine or the store -> gr.Error with a message for the user."""
+    try:
+        yield
+    except (ValueError, NotFound, OSError) as err:
+        if isinstance(err, gr.Error):
+            raise
+        raise user_error(err) from err
+
+
+# ------------------------------------------------------------------------------------------------- handlers
+def run_edit(
+    engine: Engine,
+    store: Store,
+    user_id: Any,
+    session: Any,
+    image: Any,
+    instruction: Any,
+    steps: Any = None,
+    guidance_scale: Any = None,
+    image_guidance_scale: Any = None,
+    seed: Any = None,
+    randomize_seed: bool = True,
+    scheduler: Any = None,
+    progress: Callable[..., Any] | None = None,
+) -> EditView:
+    """Run one edit and save it. Fresh session: a new chain from ``image``; otherwise a step of the current
+    chain whose input is the session's ``input_rel`` (the source, or the result being continued)."""
+    s, step, result, save_s = edit_and_save(
+        engine, store, user_id, session, image, instruction, steps, guidance_scale, image_guidance_scale, seed,
+        randomize_seed, scheduler, progress=progress,
+    )
+    view = step_view(store, s["user"], s["session"], step, result=result, extra_timings={"save (app)": save_s})
+    view.status += "  \nType another instruction for an alternative edit of the same input, or press " \
+                   "**Continue from this result** to edit the result (a multi-hop chain)."
+    return view
+
+
+def api_edit(
+    engine: Engine,
+    store: Store,
+    user_id: Any,
+    session: Any,
+    image: Any,
+    instruction: Any,
+    steps: Any = None,
+    guidance_scale: Any = None,
+    image_guidance_scale: Any = None,
+    seed: Any = None,
+    randomize_seed: bool = True,
+    scheduler: Any = None,
+) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """The programmatic edit (``/edit_image``): same rules and saving as ``run_edit``, but returns only
+    ``(session, the edited PNG's path, the step's JSON)`` instead of the whole Edit tab."""
+    s, step, _result, _ = edit_and_save(
+        engine, store, user_id, session, image, instruction, steps, guidance_scale, image_guidance_scale, seed,
+        randomize_seed, scheduler,
+    )
+    session = dict(s["session"], regions={})
+    return session, store.image_path(step.output_image), step_payload(step)
+
+
+def edit_and_save(
+    engine: Engine,
+    store: Store,
+    user_id: Any,
+    session: Any,
+    image: Any,
+    instruction: Any,
+    steps: Any,
+    guidance_scale: Any,
+    image_guidance_scale: Any,
+    seed: Any,
+    randomize_seed: bool,
+    scheduler: Any,
+    *,
+    progress: Callable[..., Any] | None = None,
+) -> tuple[dict[str, Any], StepInfo, EditResult, float]:
+    """Validate, run the engine, save. Returns ``({"user", "session"}, step, result, save seconds)``."""
+    user = identity.require_user(user_id)
+    s = _session(session)
+    if not isinstance(instruction, str) or not instruction.strip():
+        raise gr.Error(f"Type a hypothetical instruction first, e.g. “{PROMPT_HINT}”")
+    continuing = s["chain_id"] is not None
+    with user_errors():
+        if continuing:
+            store.get_chain(user, s["chain_id"])  # ownership (NotFound -> error before any work)
+            source: Any = store.load_image(s["input_rel"])
+        else:
+            if image is None:
+                raise gr.Error("Upload an image (PNG, JPEG or WebP) or pick an example first.")
+            source = image
+        request = EditRequest(
+            image=source,
+            instruction=instruction,
+            steps=_opt_int("steps", steps),
+            guidance_scale=_opt_float("text guidance", guidance_scale),
+            image_guidance_scale=_opt_float("image guidance", image_guidance_scale),
+            seed=None if randomize_seed else _opt_int("seed", seed),
+            scheduler=scheduler or None,
+        )
+        callback = None
+        if progress is not None:
+            if not engine.loaded:
+                progress(0.0, desc="Loading the model…")
+
+            def callback(done: int, total: int) -> None:
+                progress((done, total), desc=f"Denoising {done}/{total}", unit="steps")
+
+        result = engine.edit(request, progress=callback)
+        start = time.perf_counter()
+        step = save_result(store, user, s, result)
+        save_s = time.perf_counter() - start
+    s.update(chain_id=step.chain_id, step_id=step.id, base_id=step.parent_id, input_rel=step.input_image)
+    return {"user": user, "session": s}, step, result, save_s
+
+
+def save_result(store: Store, user: str, session: dict[str, Any], result: EditResult) -> StepInfo:
+    """Write the edit: a new chain + its first step (fresh session) or one step; no partial writes."""
+    created = None
+    try:
+        if session["chain_id"] is None:
+            chain = store.create_chain(user, result.input_image)
+            created, chain_id, parent, input_ref = chain.id, chain.id, None, chain.source_image
+        else:
+            chain_id, parent, input_ref = session["chain_id"], session["base_id"], session["input_rel"]
+        return store.add_step(
+            user, chain_id, parent,
+            instruction=result.output.instruction,
+            input_image=input_ref,
+            output_image=result.image,
+            seed=int(result.seed),
+            settings=result.settings,
+            preset=result.preset,
+            checkpoint_hash=result.checkpoint_hash,
+            timings=result.timings,
+            details=result.details,
+        )
+    except BaseException:
+        if created is not None:  # the chain without its step would be a half-written edit
+            with contextlib.suppress(NotFound, ValueError):
+                store.delete_chain(user, created)
+        raise
+
+
+def continue_from_result(store: Store, user_id: Any, session: Any) -> EditView:
+    """The next edit will start from the shown step's result (a child of that step: a new hop, or a branch
+    when the step already has later steps)."""
+    user = identity.require_user(user_id)
+    s = _session(session)
+    if s["step_id"] is None:
+        raise gr.Error("There is no result to continue from yet: run an edit first.")
+    with user_errors():
+        tree = store.get_chain(user, s["chain_id"])
+        step = tree.step(s["step_id"])
+        s.update(base_id=step.id, input_rel=step.output_image)
+        view = step_view(store, user, s, step, tree=tree)
+    view.input_image = store.image_path(step.output_image)
+    view.prompt = ""
+    branch = " (a new branch: this step already has later steps)" if tree.children(step.id) else ""
+    view.status = (f"**Continuing from step {step.position}**{branch}: the next instruction edits this result.  \n"
+                   + view.status)
+    return view
+
+
+def select_step(store: Store, user_id: Any, session: Any, step_id: Any) -> EditView:
+    """Show an earlier step of the current chain (or its source). Then: a new instruction edits the same
+    input (an alternative, a sibling); Continue edits this step's result (a child: a branch)."""
+    user = identity.require_user(user_id)
+    s = _session(session)
+    if s["chain_id"] is None:
+        raise gr.Error("Open or start a chain first.")
+    with user_errors():
+        tree = store.get_chain(user, s["chain_id"])
+        if step_id == render.SOURCE_NODE:
+            return source_view(store, tree)
+        step = tree.step(str(step_id))
+        s.update(step_id=step.id, base_id=step.parent_id, input_rel=step.input_image)
+        view = step_view(store, user, s, step, tree=tree)
+    view.input_image = store.image_path(step.input_image)
+    view.prompt = step.instruction
+    return view
+
+
+def open_chain(store: Store, user_id: Any, chain_id: Any, step_id: str | None = None) -> EditView:
+    """Reopen a saved chain (History): its latest step is shown and the next edit continues from it."""
+    user = identity.require_user(user_id)
+    if not isinstance(chain_id, str) or not chain_id:
+        raise gr.Error("Pick a chain first.")
+    with user_errors():
+        tree = store.get_chain(user, chain_id)
+        if not tree.steps:
+            return source_view(store, tree)
+        step = tree.step(step_id) if step_id else max(tree.steps, key=lambda st: (st.created_at, st.position))
+        s = empty_session()
+        s.update(chain_id=tree.chain.id, step_id=step.id, base_id=step.id, input_rel=step.output_image)
+        view = step_view(store, user, s, step, tree=tree)
+    view.input_image = store.image_path(step.output_image)
+    view.prompt = ""
+    view.status = (f"Reopened **{render.esc(tree.chain.title)}** at step {step.position}: the next instruction "
+                   "continues from this result. Pick any step in the timeline to branch from it.  \n" + view.status)
+    return view
+
+
+def undo(store: Store, user_id: Any, session: Any) -> EditView:
+    """Delete the shown step (it must be the last of its branch) and show its parent."""
+    user = identity.require_user(user_id)
+    s = _session(session)
+    if s["step_id"] is None:
+        raise gr.Error("Nothing to undo: no step is selected.")
+    with user_errors():
+        parent = store.undo_step(user, s["step_id"])
+        tree = store.get_chain(user, s["chain_id"])
+        if parent is None:
+            view = source_view(store, tree)
+        else:
+            s.update(step_id=parent.id, base_id=parent.id, input_rel=parent.output_image)
+            view = step_view(store, user, s, parent, tree=tree)
+            view.input_image = store.image_path(parent.output_image)
+    view.prompt = ""
+    view.status = "Undone. " + view.status
+    return view
+
+
+def rename_chain(store: Store, user_id: Any, session: Any, title: Any) -> EditView:
+    user = identity.require_user(user_id)
+    s = _session(session)
+    if s["chain_id"] is None:
+        raise gr.Error("There is no chain to rename yet.")
+    with user_errors():
+        store.rename_chain(user, s["chain_id"], title if isinstance(title, str) else "")
+        view = current_view(store, user, s)
+    gr.Info(f"Renamed to “{view.chain_title}”.")
+    return view
+
+
+def delete_chain(store: Store, user_id: Any, session: Any) -> EditView:
+    user = identity.require_user(user_id)
+    s = _session(session)
+    if s["chain_id"] is None:
+        raise gr.Error("There is no chain to delete.")
+    with user_errors():
+        title = store.get_chain(user, s["chain_id"]).chain.title
+        store.delete_chain(user, s["chain_id"])
+    view = EditView(session=empty_session(), input_image=None, prompt="")
+    view.status = f"Deleted “{render.esc(title)}”. Upload an image to start a new chain."
+    return view
+
+
+def new_chain(keep_input: bool = False) -> EditView:
+    """Forget the current chain (nothing is deleted): the next edit starts a new chain."""
+    view = EditView(session=empty_session(), input_image=KEEP if keep_input else None)
+    view.status = ("New image: your next edit starts a new chain." if keep_input
+                   else "Upload an image or pick an example to start a new chain.")
+    return view
+
+
+def current_view(store: Store, user: str, session: dict[str, Any]) -> EditView:
+    """Re-render the session's current position (after a rename, ...)."""
+    tree = store.get_chain(user, session["chain_id"])
+    if session["step_id"] is None:
+        view = source_view(store, tree)
+    else:
+        view = step_view(store, user, session, tree.step(session["step_id"]), tree=tree)
+    view.input_image = KEEP
+    return view
+
+
+def region_info(session: Any, index: Any) -> str:
+    regions = _session(session)["regions"] or {}
+    try:
+        i = int(index if not isinstance(index, (list, tuple)) else index[0])
+    except (TypeError, ValueError):
+        i = -1
+    return render.region_info(regions, i)
+
+
+def pick_instruction(sample: Any) -> str:
+    """A clicked example instruction (a Dataset row ``[category, instruction]``) -> the prompt."""
+    if isinstance(sample, (list, tuple)) and sample:
+        return str(sample[-1])
+    return str(sample or "")
+
+
+# --------------------------------------------------------------------------------------------------- views
+def source_view(store: Store, tree: ChainTree) -> EditView:
+    s = empty_session()
+    s.update(chain_id=tree.chain.id, input_rel=tree.chain.source_image)
+    view = EditView(session=s, input_image=store.image_path(tree.chain.source_image), prompt=KEEP, tree=tree)
+    view.timeline = render.timeline_html(tree, render.SOURCE_NODE, _url_for(store), base_id=render.SOURCE_NODE)
+    view.chain_title = tree.chain.title
+    view.status = (f"**{render.esc(tree.chain.title)}** · the source image: the next instruction edits it "
+                   "(a new first step).")
+    return view
+
+
+def step_view(
+    store: Store,
+    user: str,
+    session: dict[str, Any],
+    step: StepInfo,
+    *,
+    tree: ChainTree | None = None,
+    result: EditResult | None = None,
+    extra_timings: dict[str, float] | None = None,
+) -> EditView:
+    """The result panel, reasoning panel and timeline for one stored step. ``result``: the live edit (its
+    rendered heatmap / regions are reused instead of re-rendered from the stored details)."""
+    tree = tree or store.get_chain(user, step.chain_id)
+    details = step.details or {}
+    before, after = store.image_path(step.input_image), store.image_path(step.output_image)
+    regions = None
+    if result is not None:
+        base = result.input_image
+        regions = result.output.regions
+        heatmap = _fit(result.attention_heatmap, DISPLAY_SIDE)
+    else:
+        base = store.load_image(step.input_image)
+        regions = _regions_from_details(details)
+        display = _fit(base, DISPLAY_SIDE)
+        heatmap = render_attention_heatmap(
+            display, regions, details.get("region_attention"),
+            patch_attention=details.get("patch_attention"), bound=details.get("bound_region"),
+        )
+    session = dict(session)
+    session["regions"] = {k: details.get(k) for k in
+                          ("region_labels", "region_scores", "region_attention", "bound_region")}
+    total = (step.timings or {}).get("total")
+    total_txt = f" · {float(total):.2f} s" if total is not None else ""
+    base_id = session.get("base_id")
+    view = EditView(
+        session=session,
+        slider=(before, after),
+        status=(f"**{render.esc(tree.chain.title)}** · step {step.position} · seed `{step.seed}`{total_txt}"
+                f" · {render.esc(step.preset)} `{render.esc(step.checkpoint_hash)}`"),
+        object_md=render.object_markdown(details, step=step),
+        heatmap=heatmap,
+        regions_table=render.region_rows(details),
+        regions_image=annotated_regions(base, regions),
+        region_info="Click a region in the image to see its label, mask score and attention.",
+        timings=render.timings_rows(step.timings, extra_timings),
+        download_png=_download_png(store, step),
+        download_json=_download_json(step),
+        timeline=render.timeline_html(tree, step.id, _url_for(store),
+                                      base_id=render.SOURCE_NODE if base_id is None else base_id),
+        chain_title=tree.chain.title,
+        tree=tree,
+        step=step,
+    )
+    return view
+
+
+def annotated_regions(base: PIL.Image.Image, regions: Any) -> tuple[Any, list[tuple[np.ndarray, str]]] | None:
+    """``gr.AnnotatedImage`` value: the input (display size) and one mask per object region, numbered like the
+    engine's overlay (the background is left out)."""
+    if base is None:
+        return None
+    display = _fit(base.convert("RGB"), DISPLAY_SIDE)
+    if regions is None or len(regions) <= 1:
+        return display, []
+    resized = regions.resized(display.size)
+    masks = resized.masks.detach().cpu().numpy()
+    return display, [(masks[i].astype(np.float32), f"{i + 1}: {resized.labels[i]}") for i in range(resized.num_objects)]
+
+
+def _regions_from_details(details: dict[str, Any]) -> Any:
+    data = details.get("regions")
+    if not isinstance(data, dict):
+        return None
+    from reasonbrain.regions import Regions
+
+    try:
+        return Regions.from_dict(data)
+    except (ValueError, KeyError, TypeError) as err:
+        logger.warning("stored regions could not be decoded: %s", err)
+        return None
+
+
+def _fit(image: PIL.Image.Image, side: int) -> PIL.Image.Image:
+    if max(image.size) <= side:
+        return image
+    scale = side / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, PIL.Image.Resampling.LANCZOS)
+
+
+def _url_for(store: Store) -> Callable[[str], str]:
+    return render.image_url_for(store)
+
+
+# ------------------------------------------------------------------------------------------------- downloads
+def _download_name(step: StepInfo, ext: str) -> str:
+    return f"reasonbrain-{step.chain_id[:8]}-step{step.position}-{step.id[:8]}.{ext}"
+
+
+def _download_png(store: Store, step: StepInfo) -> str:
+    """The stored PNG under a readable name (hard link when possible, else a copy) in the temp folder."""
+    os.makedirs(DOWNLOAD_DIR, exist_ok=True)
+    path = os.path.join(DOWNLOAD_DIR, _download_name(step, "png"))
+    if not os.path.isfile(path):
+        src = store.image_path(step.output_image)
+        try:
+            os.link(src, path)
+        except OSError:
+            shutil.copyfile(src, path)
+        _prune_downloads()
+    return path
+
+
+def step_payload(step: StepInfo) -> dict[str, Any]:
+    """What "Download JSON" and the API return: the step's ids and the engine's details (no pixels)."""
+    return {
+        "step_id": step.id, "chain_id": step.chain_id, "parent_id": step.parent_id, "position": step.position,
+        "created_at": render.fmt_time(step.created_at), **(step.details or {}),
+    }
+
+
+def _download_json(step: StepInfo) -> str:
+    os.makedirs(DOWNLOAD_DIR, exist_ok=True)
+    path = os.path.join(DOWNLOAD_DIR, _download_name(step, "json"))
+    if not os.path.isfile(path):
+        payload = step_payload(step)
+        fd, tmp = tempfile.mkstemp(dir=DOWNLOAD_DIR, suffix=".json.tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(payload, f, indent=2)
+        os.replace(tmp, path)
+    return path
+
+
+def _prune_downloads() -> None:
+    try:
+        entries = [e for e in os.scandir(DOWNLOAD_DIR) if e.is_file()]
+    except FileNotFoundError:
+        return
+    if len(entries) <= MAX_DOWNLOAD_FILES:
+        return
+    entries.sort(key=lambda e: e.stat().st_mtime)
+    for e in entries[: len(entries) - MAX_DOWNLOAD_FILES]:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(e.path)
+
+
+# --------------------------------------------------------------------------------------------- input parsing
+def _opt_int(name: str, value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(f"{name} must be a whole number, got {value}")
+        return int(value)
+    try:
+        return int(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be a whole number, got {value!r}") from err
+
+
+def _opt_float(name: str, value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be a number, got {value!r}") from err
+
+
+# ------------------------------------------------------------------------------------------------------ build
+@dataclass
+class EditHandles:
+    session: gr.State
+    input_image: gr.Image
+    prompt: gr.Textbox
+    edit_btn: gr.Button
+    continue_btn: gr.Button
+    undo_btn: gr.Button
+    new_btn: gr.Button
+    rename_btn: gr.Button
+    delete_btn: gr.Button
+    confirm_row: gr.Row
+    confirm_delete_btn: gr.Button
+    cancel_delete_btn: gr.Button
+    slider: gr.ImageSlider
+    status: gr.Markdown
+    object_md: gr.Markdown
+    heatmap: gr.Image
+    regions_table: gr.Dataframe
+    regions_image: gr.AnnotatedImage
+    region_info: gr.Markdown
+    timings: gr.Dataframe
+    download_png: gr.DownloadButton
+    download_json: gr.DownloadButton
+    timeline: gr.HTML
+    chain_title: gr.Textbox
+    steps: gr.Slider
+    guidance: gr.Slider
+    image_guidance: gr.Slider
+    seed: gr.Number
+    randomize: gr.Checkbox
+    scheduler: gr.Dropdown
+    instruction_examples: list[gr.Dataset]
+    api_trigger: gr.Button  # hidden: the lean programmatic endpoint /edit_image
+    api_image: gr.Image
+    api_details: gr.JSON
+    examples: gr.Examples | None = None
+
+    @property
+    def controls(self) -> list[Any]:
+        return [self.edit_btn, self.continue_btn, self.undo_btn, self.rename_btn, self.delete_btn, self.new_btn,
+                self.download_png, self.download_json]
+
+    @property
+    def view_outputs(self) -> list[Any]:
+        return [
+            self.session, self.input_image, self.prompt, self.slider, self.status, self.object_md, self.heatmap,
+            self.regions_table, self.regions_image, self.region_info, self.timings, self.download_png,
+            self.download_json, self.timeline, self.chain_title,
+        ]
+
+
+def example_files(engine: Engine) -> list[list[str]]:
+    """The engine's example scenes written once to a temp folder (not the store: they are not user data)."""
+    folder = tempfile.mkdtemp(prefix="reasonbrain-examples-")
+    rows = []
+    for i, (image, instruction) in enumerate(engine.example_images()):
+        path = os.path.join(folder, f"example-{i}.png")
+        image.save(path)
+        rows.append([path, instruction])
+    return rows
+
+
+def build(engine: Engine, store: Store, user_state: gr.State) -> EditHandles:
+    """The Edit tab's components and events (call inside a ``gr.Tab``)."""
+    defaults = engine.defaults()
+    categories = engine.example_instructions()
+    session = gr.State(empty_session())
+    examples = None
+    category_sets: list[gr.Dataset] = []
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=5, min_width=320):
+            input_image = gr.Image(
+                label="Input image", type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                height=320, elem_id="input-image",
+            )
+            prompt = gr.Textbox(
+                label="Hypothetical instruction", placeholder=PROMPT_HINT, lines=1, max_lines=1,
+                max_length=1000, elem_id="prompt", info="Press Enter to edit.",
+            )
+            with gr.Row():
+                edit_btn = gr.Button("Edit", variant="primary", elem_id="edit-btn", scale=2)
+                continue_btn = gr.Button("Continue from this result", elem_id="continue-btn", interactive=False,
+                                         scale=2)
+                new_btn = gr.Button("New chain", elem_id="new-btn", scale=1)
+            with gr.Accordion("Example instructions by reasoning category", open=True,
+                              elem_id="instruction-examples"):
+                with gr.Tabs():
+                    for cat, texts in categories.items():
+                        with gr.Tab(cat.title(), elem_id=f"examples-{cat}"):
+                            category_sets.append(gr.Dataset(
+                                components=[gr.Textbox(visible=False)], samples=[[t] for t in texts],
+                                layout="table", show_label=False, samples_per_page=8,
+                                elem_id=f"instructions-{cat}",
+                            ))
+            if engine.settings.examples:
+                examples = gr.Examples(
+                    examples=example_files(engine), inputs=[input_image, prompt], cache_examples=False,
+                    label="Example scenes (click one: image and instruction)", examples_per_page=6,
+                    api_visibility="private", elem_id="example-scenes", visible_columns=[0],
+                )
+            with gr.Accordion("Advanced settings", open=False, elem_id="advanced"):
+                steps = gr.Slider(1, max(100, defaults["steps"]), value=defaults["steps"], step=1,
+                                  label="Denoising steps", elem_id="steps")
+                guidance = gr.Slider(0.0, 20.0, value=defaults["guidance_scale"], step=0.1,
+                                     label="Text guidance", elem_id="guidance")
+                image_guidance = gr.Slider(0.0, 10.0, value=defaults["image_guidance_scale"], step=0.1,
+                                           label="Image guidance", elem_id="image-guidance")
+                with gr.Row():
+                    seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed",
+                                     elem_id="seed")
+                    randomize = gr.Checkbox(value=True, label="Randomise seed", elem_id="randomize")
+                scheduler = gr.Dropdown(engine.scheduler_names(), value=defaults["scheduler"], label="Scheduler",
+                                        elem_id="scheduler")
+        with gr.Column(scale=6, min_width=360):
+            slider = gr.ImageSlider(label="Before / after (drag the handle)", type="filepath", interactive=False,
+                                    height=380, elem_id="result-slider")
+            status = gr.Markdown("Upload an image or pick an example, then describe a hypothetical change.",
+                                 elem_id="edit-status")
+            with gr.Row():
+                download_png = gr.DownloadButton("Download PNG", interactive=False, size="sm",
+                                                 elem_id="download-png")
+                download_json = gr.DownloadButton("Download JSON", interactive=False, size="sm",
+                                                  elem_id="download-json")
+            with gr.Group(elem_id="chain-panel"):
+                gr.Markdown("**Chain** — click a step to show it; *Continue* then branches from that step.",
+                            padding=True)
+                timeline = gr.HTML(render.timeline_html(None, None, render.file_url),
+                                   css_template=render.TIMELINE_CSS, js_on_load=render.SELECT_JS,
+                                   elem_id="timeline", padding=True)
+                with gr.Row():
+                    chain_title = gr.Textbox(label="Chain title", max_length=200, scale=3, elem_id="chain-title")
+                    rename_btn = gr.Button("Rename", interactive=False, scale=1, elem_id="rename-btn")
+                with gr.Row():
+                    undo_btn = gr.Button("Undo step", interactive=False, elem_id="undo-btn")
+                    delete_btn = gr.Button("Delete chain", variant="stop", interactive=False, elem_id="delete-btn")
+                with gr.Row(visible=False, elem_id="confirm-row") as confirm_row:
+                    gr.Markdown("**Delete this chain and all its steps?** This cannot be undone.", padding=True)
+                    confirm_delete_btn = gr.Button("Yes, delete", variant="stop", elem_id="confirm-delete")
+                    cancel_delete_btn = gr.Button("Cancel", elem_id="cancel-delete")
+    with gr.Group(elem_id="reasoning-panel"):
+        gr.Markdown("### Reasoning — what the model bound, attended to and did", padding=True)
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=4, min_width=280):
+                object_md = gr.Markdown("—", elem_id="object-info", padding=True)
+                timings = gr.Dataframe(headers=["Stage", "Time"], value=[], label="Stage timings",
+                                       interactive=False, elem_id="timings", wrap=True, max_height=330)
+            with gr.Column(scale=3, min_width=240):
+                heatmap = gr.Image(label="ID Controller attention over regions", interactive=False,
+                                   height=260, elem_id="attention-heatmap", format="jpeg")
+                regions_table = gr.Dataframe(headers=["#", "Region", "Score", "Attention"], value=[],
+                                             label="Regions by attention (★ bound object)", interactive=False,
+                                             elem_id="regions-table", max_height=330)
+            with gr.Column(scale=3, min_width=240):
+                regions_image = gr.AnnotatedImage(label="SAM regions (click one)", height=260,
+                                                  elem_id="regions-image", format="jpeg")
+                region_info_md = gr.Markdown("", elem_id="region-info", padding=True)
+
+    with gr.Row(visible=False):  # the lean API endpoint's outputs (not shown)
+        api_trigger = gr.Button("edit_image", elem_id="api-edit")
+        api_image = gr.Image(type="filepath", format="png", label="Edited image")
+        api_details = gr.JSON(label="Step details")
+    h = EditHandles(
+        session=session, input_image=input_image, prompt=prompt, edit_btn=edit_btn, continue_btn=continue_btn,
+        undo_btn=undo_btn, new_btn=new_btn, rename_btn=rename_btn, delete_btn=delete_btn, confirm_row=confirm_row,
+        confirm_delete_btn=confirm_delete_btn, cancel_delete_btn=cancel_delete_btn, slider=slider, status=status,
+        object_md=object_md, heatmap=heatmap, regions_table=regions_table, regions_image=regions_image,
+        region_info=region_info_md, timings=timings, download_png=download_png, download_json=download_json,
+        timeline=timeline, chain_title=chain_title, steps=steps, guidance=guidance, image_guidance=image_guidance,
+        seed=seed, randomize=randomize, scheduler=scheduler, instruction_examples=category_sets,
+        api_trigger=api_trigger, api_image=api_image, api_details=api_details,
+    )
+    h.examples = examples
+    _wire(engine, store, user_state, h)
+    return h
+
+
+def _wire(engine: Engine, store: Store, user_state: gr.State, h: EditHandles) -> None:
+    outputs = h.view_outputs
+
+    def _controls(session: Any) -> tuple[Any, ...]:
+        return control_states(session)
+
+    def on(trigger: Any, fn: Any, inputs: Any, **kwargs: Any) -> Any:
+        """``trigger`` -> fn (the view) -> the controls' states (instant, unqueued)."""
+        return trigger(fn, inputs, outputs, **kwargs).then(_controls, h.session, h.controls, queue=False,
+                                                          api_visibility="private")
+
+    def _edit(user_id: Any, session: Any, image: Any, prompt: Any, steps: Any, guidance: Any, image_guidance: Any,
+              seed: Any, randomize: Any, scheduler: Any,
+              progress=gr.Progress()) -> tuple[Any, ...]:  # noqa: B008 (gradio injects the tracker)
+        """Edit the image as the hypothetical instruction implies; saves the step and returns the result."""
+        return run_edit(engine, store, user_id, session, image, prompt, steps, guidance, image_guidance, seed,
+                        bool(randomize), scheduler, progress=progress).to_updates()
+
+    edit_inputs = [user_state, h.session, h.input_image, h.prompt, h.steps, h.guidance, h.image_guidance, h.seed,
+                   h.randomize, h.scheduler]
+    for i, trigger in enumerate((h.edit_btn.click, h.prompt.submit)):
+        locked = trigger(lambda: control_states(None, busy=True), None, h.controls, queue=False,
+                         api_visibility="private")
+        on(locked.then, _edit, edit_inputs, api_name="edit" if i == 0 else "edit_submit",
+           api_visibility="public" if i == 0 else "private", concurrency_id="edit", show_progress_on=[h.slider])
+
+    def _api_edit(user_id: Any, session: Any, image: Any, prompt: Any, steps: Any, guidance: Any,
+                  image_guidance: Any, seed: Any, randomize: Any, scheduler: Any) -> tuple[Any, ...]:
+        """Edit an image programmatically: returns the edited PNG and the step's JSON (saved like UI edits)."""
+        return api_edit(engine, store, user_id, session, image, prompt, steps, guidance, image_guidance, seed,
+                        bool(randomize), scheduler)
+
+    h.api_trigger.click(_api_edit, edit_inputs, [h.session, h.api_image, h.api_details], api_name="edit_image",
+                        concurrency_id="edit")
+
+    def _continue(user_id: Any, session: Any) -> tuple[Any, ...]:
+        return continue_from_result(store, user_id, session).to_updates()
+
+    on(h.continue_btn.click, _continue, [user_state, h.session], api_name="continue_chain")
+
+    def _select(user_id: Any, session: Any, evt: gr.SelectData) -> tuple[Any, ...]:
+        return select_step(store, user_id, session, evt.value).to_updates()
+
+    on(h.timeline.select, _select, [user_state, h.session], api_visibility="private", concurrency_limit=None)
+
+    def _undo(user_id: Any, session: Any) -> tuple[Any, ...]:
+        return undo(store, user_id, session).to_updates()
+
+    on(h.undo_btn.click, _undo, [user_state, h.session], api_name="undo")
+
+    def _rename(user_id: Any, session: Any, title: Any) -> tuple[Any, ...]:
+        return rename_chain(store, user_id, session, title).to_updates()
+
+    on(h.rename_btn.click, _rename, [user_state, h.session, h.chain_title], api_name="rename_chain")
+    on(h.chain_title.submit, _rename, [user_state, h.session, h.chain_title], api_visibility="private")
+
+    h.delete_btn.click(lambda: gr.update(visible=True), None, h.confirm_row, queue=False, api_visibility="private")
+    h.cancel_delete_btn.click(lambda: gr.update(visible=False), None, h.confirm_row, queue=False,
+                              api_visibility="private")
+
+    def _delete(user_id: Any, session: Any) -> tuple[Any, ...]:
+        return delete_chain(store, user_id, session).to_updates()
+
+    on(h.confirm_delete_btn.click, _delete, [user_state, h.session], api_name="delete_chain").then(
+        lambda: gr.update(visible=False), None, h.confirm_row, queue=False, api_visibility="private")
+
+    on(h.new_btn.click, lambda: new_chain().to_updates(), None, queue=False, api_visibility="private")
+    # a new upload (or clearing the image) starts a new chain; the uploaded image stays in place
+    on(h.input_image.upload, lambda: new_chain(keep_input=True).to_updates(), None, queue=False,
+       api_visibility="private")
+    on(h.input_image.clear, lambda: new_chain().to_updates(), None, queue=False, api_visibility="private")
+    if h.examples is not None:  # picking an example starts a new chain (the example fills image and prompt)
+        on(h.examples.dataset.click, lambda: new_chain(keep_input=True).to_updates(), None, queue=False,
+           api_visibility="private")
+
+    def _region(session: Any, evt: gr.SelectData) -> str:
+        return region_info(session, evt.index)
+
+    h.regions_image.select(_region, h.session, h.region_info, queue=False, api_visibility="private")
+    for dataset in h.instruction_examples:
+        dataset.click(pick_instruction, dataset, h.prompt, queue=False, api_visibility="private")

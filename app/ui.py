@@ -1,0 +1,154 @@
+"""The Gradio app: a header, then the Edit, History and Presenter tabs, wired together.
+
+``create_app(engine, store)`` builds the Blocks; ``queue_options`` / ``launch_options`` hold how it is served
+(bounded queue, upload size, only the store's image folder served), so ``python -m app`` and the tests launch
+it the same way. Per-user data lives in ``gr.State`` / ``gr.BrowserState`` and the database, never here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from app import identity
+from app.engine import Engine
+from app.settings import Settings
+from app.store import Store
+from app.tabs import edit, history, presenter
+
+TITLE = "ReasonBrain Studio"
+INTRO = (
+    "Ask *what would happen if…* about an image and get the edit, with the model's reasoning made visible: "
+    "the object it bound your instruction to, the regions it attended to, and every step of a multi-hop chain."
+)
+
+CSS = """
+#app-header h1 { margin-bottom: 0; }
+#user-badge { text-align: right; opacity: 0.8; }
+#presenter-before img, #presenter-after img { width: 100%; height: 100%; object-fit: contain; }
+#presenter-root:fullscreen { background: var(--body-background-fill); padding: 24px; overflow: auto; }
+#presenter-root:fullscreen #presenter-before img, #presenter-root:fullscreen #presenter-after img { max-height: 70vh; }
+"""
+
+# ←/→ press the Presenter's Previous/Next buttons while the Presenter tab is visible (not while typing).
+KEYS_JS = """() => {
+  if (window.__reasonbrainKeys) return;
+  window.__reasonbrainKeys = true;
+  document.addEventListener('keydown', (e) => {
+    if (e.defaultPrevented || e.altKey || e.ctrlKey || e.metaKey || e.shiftKey) return;
+    const t = e.target;
+    if (t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName))) return;
+    const id = e.key === 'ArrowRight' ? 'presenter-next' : (e.key === 'ArrowLeft' ? 'presenter-prev' : null);
+    if (!id) return;
+    const root = document.getElementById('presenter-root');
+    if (!root || root.offsetParent === null && !document.fullscreenElement) return;
+    let b = document.getElementById(id);
+    if (b && b.tagName !== 'BUTTON') b = b.querySelector('button');
+    if (b && !b.disabled) { e.preventDefault(); b.click(); }
+  });
+}"""
+
+
+@dataclass
+class AppHandles:
+    edit: edit.EditHandles
+    history: history.HistoryHandles
+    presenter: presenter.PresenterHandles
+    user_state: gr.State
+    browser_id: gr.BrowserState
+    tabs: gr.Tabs
+
+
+def create_app(engine: Engine, store: Store) -> gr.Blocks:
+    """The whole app (see ``build_app`` for the component handles)."""
+    return build_app(engine, store)[0]
+
+
+def build_app(engine: Engine, store: Store) -> tuple[gr.Blocks, AppHandles]:
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+        browser_id = gr.BrowserState(None, storage_key=identity.STORAGE_KEY,
+                                     secret=identity.browser_secret(store.data_dir))
+        user_state = gr.State(None)
+        with gr.Row(equal_height=True, elem_id="app-header"):
+            with gr.Column(scale=4):
+                gr.Markdown(f"# {TITLE}\n{INTRO}")
+            with gr.Column(scale=1, min_width=200):
+                badge = gr.Markdown(identity.describe(None), elem_id="user-badge")
+                if identity.oauth_enabled():
+                    gr.LoginButton(elem_id="login")
+        with gr.Tabs(elem_id="tabs") as tabs:
+            with gr.Tab("Edit", id="edit", elem_id="tab-edit"):
+                edit_h = edit.build(engine, store, user_state)
+            with gr.Tab("History", id="history", elem_id="tab-history") as history_tab:
+                hist_h = history.build(engine, store, user_state)
+            with gr.Tab("Presenter", id="presenter", elem_id="tab-presenter") as presenter_tab:
+                pres_h = presenter.build(engine, store, user_state)
+        gr.Markdown(
+            f"Model: `{engine.preset_name}` · checkpoint `{engine.checkpoint_hash}` · your edits are saved "
+            "to this server's history, visible only to you (this browser, or your Hugging Face account "
+            "when signed in).",
+            elem_id="footer-note",
+        )
+
+        def _identify(browser_value: Any, profile: gr.OAuthProfile | None) -> tuple[str, str, str]:
+            """Who is this browser: returns (browser id, user id, badge text)."""
+            bid, user = identity.resolve(browser_value, profile)
+            return bid, user, identity.describe(user)
+
+        def _history(user_id: Any, query: Any) -> tuple[str, str]:
+            return history.list_chains(store, user_id, query).to_updates()
+
+        def _presenter_enter(user_id: Any, state: Any) -> tuple[Any, ...]:
+            return presenter.enter(store, user_id, state)
+
+        demo.load(_identify, browser_id, [browser_id, user_state, badge], api_name="identify").then(
+            _history, [user_state, hist_h.query], hist_h.outputs, api_visibility="private"
+        )
+        demo.load(None, js=KEYS_JS)
+        history_tab.select(_history, [user_state, hist_h.query], hist_h.outputs, api_visibility="private",
+                           concurrency_limit=None)
+        presenter_tab.select(_presenter_enter, [user_state, pres_h.state], [pres_h.chain, *pres_h.outputs],
+                             api_visibility="private", concurrency_limit=None)
+
+        def _open(user_id: Any, evt: gr.SelectData) -> tuple[Any, ...]:
+            view = history.open_in_editor(store, user_id, evt.value)
+            return (*view.to_updates(), gr.Tabs(selected="edit"))
+
+        def _controls(session: Any) -> tuple[Any, ...]:
+            return edit.control_states(session)
+
+        hist_h.cards.select(_open, user_state, [*edit_h.view_outputs, tabs], api_visibility="private").then(
+            _controls, edit_h.session, edit_h.controls, queue=False, api_visibility="private")
+
+        def _open_by_id(user_id: Any, chain_id: Any) -> tuple[Any, ...]:
+            """Reopen a chain by id in the Edit tab (API)."""
+            return (*history.open_in_editor(store, user_id, chain_id).to_updates(), gr.Tabs(selected="edit"))
+
+        chain_id_box = gr.Textbox(visible=False, elem_id="open-chain-id")
+        chain_id_box.submit(_open_by_id, [user_state, chain_id_box], [*edit_h.view_outputs, tabs],
+                            api_name="open_chain").then(_controls, edit_h.session, edit_h.controls, queue=False,
+                                                        api_visibility="private")
+    return demo, AppHandles(edit=edit_h, history=hist_h, presenter=pres_h, user_state=user_state,
+                            browser_id=browser_id, tabs=tabs)
+
+
+def queue_options(settings: Settings) -> dict[str, Any]:
+    """A bounded queue; one edit at a time per event (the engine serialises the model anyway)."""
+    return {"max_size": settings.queue_size, "default_concurrency_limit": 1}
+
+
+def launch_options(settings: Settings, store: Store, **overrides: Any) -> dict[str, Any]:
+    """``demo.launch`` arguments: host/port, upload limit, only the store's image folder served, style."""
+    options: dict[str, Any] = {
+        "server_name": settings.host,
+        "server_port": settings.port,
+        "max_file_size": f"{settings.max_upload_mb:g}mb",
+        "allowed_paths": [store.images_dir],
+        "show_error": True,
+        "css": CSS,
+        "theme": gr.themes.Soft(),
+    }
+    options.update(overrides)
+    return options
