@@ -56,7 +56,7 @@ from sqlalchemy import (
     union,
 )
 from sqlalchemy.engine import URL
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, defer, mapped_column, sessionmaker
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ class StepInfo:
     preset: str
     checkpoint_hash: str
     timings: dict[str, Any]
-    details: dict[str, Any]
+    details: dict[str, Any] | None  # None when loaded by get_chain(..., details=False); get_step has them
     created_at: datetime
 
 
@@ -410,17 +410,18 @@ class Store:
             summaries = _summaries(s, [r.id for r in rows])
         return [_chain_info(r, *summaries.get(r.id, (0, None, None))) for r in rows]
 
-    def get_chain(self, user_id: str, chain_id: str) -> ChainTree:
+    def get_chain(self, user_id: str, chain_id: str, *, details: bool = True) -> ChainTree:
+        """The chain and all its steps. ``details=False`` skips each step's (large) details JSON, which is what
+        makes opening a long chain fast; those steps carry ``details=None``."""
         with self._session() as s:
             row = _owned_chain(s, user_id, chain_id)
-            steps = list(
-                s.execute(
-                    select(StepRow).where(StepRow.chain_id == chain_id)
-                    .order_by(StepRow.position, StepRow.created_at, StepRow.id)
-                ).scalars()
-            )
+            query = select(StepRow).where(StepRow.chain_id == chain_id)
+            if not details:
+                query = query.options(defer(StepRow.details_json))
+            steps = list(s.execute(query.order_by(StepRow.position, StepRow.created_at, StepRow.id)).scalars())
+            infos = [_step_info(r, details=details) for r in steps]
             summary = _summaries(s, [chain_id]).get(chain_id, (0, None, None))
-        return ChainTree(chain=_chain_info(row, *summary), steps=[_step_info(r) for r in steps])
+        return ChainTree(chain=_chain_info(row, *summary), steps=infos)
 
     def rename_chain(self, user_id: str, chain_id: str, title: str) -> ChainInfo:
         title = _clean_title(title)
@@ -707,13 +708,13 @@ def _chain_info(row: ChainRow, num_steps: int, last_output: str | None, last_ins
     )
 
 
-def _step_info(row: StepRow) -> StepInfo:
+def _step_info(row: StepRow, *, details: bool = True) -> StepInfo:
     return StepInfo(
         id=row.id, chain_id=row.chain_id, parent_id=row.parent_id, position=row.position,
         instruction=row.instruction, input_image=row.input_image, output_image=row.output_image,
         seed=int(row.seed), settings=json.loads(row.settings_json), preset=row.preset,
         checkpoint_hash=row.checkpoint_hash, timings=json.loads(row.timings_json),
-        details=json.loads(row.details_json), created_at=row.created_at,
+        details=json.loads(row.details_json) if details else None, created_at=row.created_at,
     )
 
 

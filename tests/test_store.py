@@ -413,3 +413,20 @@ def test_data_dir_behind_a_symlink(tmp_path):
         rel = store.save_image(img(4))
         assert os.path.isfile(store.image_path(rel))
         assert consistency.check(store)["unreferenced_files"] == [rel]
+
+
+def test_get_chain_without_details_defers_them(tmp_path):
+    import PIL.Image
+
+    from app.store import Store
+
+    store = Store(str(tmp_path / "db.sqlite"), str(tmp_path / "data"))
+    img = PIL.Image.new("RGB", (8, 8), "red")
+    chain = store.create_chain("u", img)
+    step = store.add_step("u", chain.id, None, instruction="What if?", input_image=img, output_image=img, seed=1,
+                          settings={}, preset="tiny", checkpoint_hash="h", timings={}, details={"big": [1] * 100})
+    lean = store.get_chain("u", chain.id, details=False)
+    assert lean.steps[0].details is None and lean.steps[0].instruction == "What if?"
+    assert store.get_chain("u", chain.id).steps[0].details == {"big": [1] * 100}
+    assert store.get_step("u", step.id).details == {"big": [1] * 100}
+    store.close()

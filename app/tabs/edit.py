@@ -229,7 +229,7 @@ def edit_and_save(
     continuing = s["chain_id"] is not None
     with user_errors():
         if continuing:
-            store.get_chain(user, s["chain_id"])  # ownership (NotFound -> error before any work)
+            store.get_chain(user, s["chain_id"], details=False)  # ownership (NotFound -> error before any work)
             source: Any = store.load_image(s["input_rel"])
         else:
             if image is None:
@@ -296,7 +296,7 @@ def continue_from_result(store: Store, user_id: Any, session: Any) -> EditView:
     if s["step_id"] is None:
         raise gr.Error("There is no result to continue from yet: run an edit first.")
     with user_errors():
-        tree = store.get_chain(user, s["chain_id"])
+        tree = store.get_chain(user, s["chain_id"], details=False)
         step = tree.step(s["step_id"])
         s.update(base_id=step.id, input_rel=step.output_image)
         view = step_view(store, user, s, step, tree=tree)
@@ -316,7 +316,7 @@ def select_step(store: Store, user_id: Any, session: Any, step_id: Any) -> EditV
     if s["chain_id"] is None:
         raise gr.Error("Open or start a chain first.")
     with user_errors():
-        tree = store.get_chain(user, s["chain_id"])
+        tree = store.get_chain(user, s["chain_id"], details=False)
         if step_id == render.SOURCE_NODE:
             return source_view(store, tree)
         step = tree.step(str(step_id))
@@ -333,7 +333,7 @@ def open_chain(store: Store, user_id: Any, chain_id: Any, step_id: str | None = 
     if not isinstance(chain_id, str) or not chain_id:
         raise gr.Error("Pick a chain first.")
     with user_errors():
-        tree = store.get_chain(user, chain_id)
+        tree = store.get_chain(user, chain_id, details=False)
         if not tree.steps:
             return source_view(store, tree)
         step = tree.step(step_id) if step_id else max(tree.steps, key=lambda st: (st.created_at, st.position))
@@ -355,7 +355,7 @@ def undo(store: Store, user_id: Any, session: Any) -> EditView:
         raise gr.Error("Nothing to undo: no step is selected.")
     with user_errors():
         parent = store.undo_step(user, s["step_id"])
-        tree = store.get_chain(user, s["chain_id"])
+        tree = store.get_chain(user, s["chain_id"], details=False)
         if parent is None:
             view = source_view(store, tree)
         else:
@@ -385,7 +385,7 @@ def delete_chain(store: Store, user_id: Any, session: Any) -> EditView:
     if s["chain_id"] is None:
         raise gr.Error("There is no chain to delete.")
     with user_errors():
-        title = store.get_chain(user, s["chain_id"]).chain.title
+        title = store.get_chain(user, s["chain_id"], details=False).chain.title
         store.delete_chain(user, s["chain_id"])
     view = EditView(session=empty_session(), input_image=None, prompt="")
     view.status = f"Deleted “{render.esc(title)}”. Upload an image to start a new chain."
@@ -402,7 +402,7 @@ def new_chain(keep_input: bool = False) -> EditView:
 
 def current_view(store: Store, user: str, session: dict[str, Any]) -> EditView:
     """Re-render the session's current position (after a rename, ...)."""
-    tree = store.get_chain(user, session["chain_id"])
+    tree = store.get_chain(user, session["chain_id"], details=False)
     if session["step_id"] is None:
         view = source_view(store, tree)
     else:
@@ -451,7 +451,9 @@ def step_view(
 ) -> EditView:
     """The result panel, reasoning panel and timeline for one stored step. ``result``: the live edit (its
     rendered heatmap / regions are reused instead of re-rendered from the stored details)."""
-    tree = tree or store.get_chain(user, step.chain_id)
+    tree = tree or store.get_chain(user, step.chain_id, details=False)
+    if step.details is None:  # the timeline was loaded without details: fetch the shown step's
+        step = store.get_step(user, step.id)
     details = step.details or {}
     before, after = store.image_path(step.input_image), store.image_path(step.output_image)
     regions = None

@@ -80,9 +80,9 @@ def load_tree(store: Store, user: str, chain_id: Any) -> ChainTree:
     if not isinstance(chain_id, str) or not chain_id:
         raise NotFound("no chain")
     try:
-        return store.get_chain(user, chain_id)
+        return store.get_chain(user, chain_id, details=False)
     except NotFound:
-        tree = store.get_chain(identity.DEMO_USER, chain_id)
+        tree = store.get_chain(identity.DEMO_USER, chain_id, details=False)
         if not tree.chain.is_demo:
             raise
         return tree
