@@ -61,7 +61,8 @@ def test_training_loss_falls_logs_and_resumes(synth_data, tmp_path):
     last = sum(float(r["loss"]) for r in rows[-4:]) / 4
     assert last < 0.8 * first, (first, last)
     val = summary["validation"]
-    assert val["n"] == 3 and 0.0 <= val["accuracy"] <= 1.0 and val["l1"] > 0
+    n_val = len(read_split(synth_data / "val.jsonl"))
+    assert val["n"] == min(3, n_val) >= 1 and 0.0 <= val["accuracy"] <= 1.0 and val["l1"] > 0
     assert (tmp_path / "run" / "loss_curve.png").stat().st_size > 1000
     assert list((tmp_path / "run" / "samples").glob("step-*.png"))
     from reasonbrain.pipelines.pipeline_reasonbrain import ReasonBrainEditPipeline

@@ -12,10 +12,11 @@ import os
 import platform
 import shutil
 import sys
+import tempfile
 
 import torch
 
-from reasonbrain.evaluation.synth_eval import evaluate_chains, evaluate_split, markdown_table
+from reasonbrain.evaluation.synth_eval import evaluate_chains, evaluate_ci_subset, evaluate_split, markdown_table
 from reasonbrain.pipelines.pipeline_reasonbrain import ReasonBrainEditPipeline
 
 
@@ -37,13 +38,15 @@ def main(argv: list[str] | None = None) -> int:
     pipe = ReasonBrainEditPipeline.from_pretrained(tmp)
     test = evaluate_split(pipe, args.data_dir, "test", limit=args.limit)
     chains = evaluate_chains(pipe, args.data_dir, limit=args.chains)
+    with tempfile.TemporaryDirectory() as work:
+        ci_subset = evaluate_ci_subset(pipe, work)
     with open(os.path.join(args.run, "summary.json"), encoding="utf-8") as f:
         summary = json.load(f)
     with open(os.path.join(args.run, "train_config.json"), encoding="utf-8") as f:
         train_cfg = json.load(f)
     with open(os.path.join(args.run, "metrics.csv"), encoding="utf-8") as f:
         last = list(csv.DictReader(f))[-1]
-    metrics = {"test": test, "chains": chains, "training": summary, "final_losses": last}
+    metrics = {"test": test, "ci_subset": ci_subset, "chains": chains, "training": summary, "final_losses": last}
     with open(os.path.join(tmp, "metrics.json"), "w", encoding="utf-8") as f:
         json.dump(metrics, f, indent=2)
     if os.path.exists(os.path.join(args.run, "loss_curve.png")):

@@ -38,6 +38,19 @@ def evaluate_split(pipe, data_dir: str, split: str = "test", *, limit: int | Non
     return result
 
 
+CI_SUBSET_SAMPLES = 400  # the first samples of seed 0; the held-out test ones among them form the CI subset
+
+
+def evaluate_ci_subset(pipe, workdir: str) -> dict[str, Any]:
+    """Accuracy on the fixed held-out subset the CI test checks (test-split samples among the first 400 of seed 0,
+    regenerated on the fly so CI needs no dataset)."""
+    from reasonbrain.synthworld.dataset import write_dataset
+
+    write_dataset(workdir, n=CI_SUBSET_SAMPLES, seed=0, resolution=pipe.config.resolution, n_chains=0, workers=1,
+                  progress=False)
+    return evaluate_split(pipe, workdir, "test", progress=False)
+
+
 def evaluate_chains(pipe, data_dir: str, *, limit: int | None = None, seed: int = 0,
                     num_inference_steps: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Multi-hop: each step edits the model's own previous result; accuracy per hop count (as table A5)."""
