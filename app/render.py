@@ -340,3 +340,10 @@ def _ms(v: Any) -> str:
 
 def _code(text: str) -> str:
     return str(text).replace("`", "'")
+
+
+def with_defaults(value: Any, defaults: dict[str, Any]) -> dict[str, Any]:
+    """A session/state dict from the browser: exactly ``defaults``' keys, values taken from ``value`` if a dict."""
+    if isinstance(value, dict):
+        defaults.update({k: value.get(k, defaults[k]) for k in defaults})
+    return defaults

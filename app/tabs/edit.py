@@ -60,10 +60,7 @@ def empty_session() -> dict[str, Any]:
 
 
 def _session(value: Any) -> dict[str, Any]:
-    out = empty_session()
-    if isinstance(value, dict):
-        out.update({k: value.get(k, out[k]) for k in out})
-    return out
+    return render.with_defaults(value, empty_session())
 
 
 @dataclass

@@ -27,10 +27,7 @@ def empty_state() -> dict[str, Any]:
 
 
 def _state(value: Any) -> dict[str, Any]:
-    out = empty_state()
-    if isinstance(value, dict):
-        out.update({k: value.get(k, out[k]) for k in out})
-    return out
+    return render.with_defaults(value, empty_state())
 
 
 @dataclass
