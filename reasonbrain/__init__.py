@@ -29,4 +29,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'reasonbrain' has no attribute {name!r}")
 
 
-__all__ = list(_LAZY)
+__all__ = ["ReasonBrainConfig", "list_presets", "ReasonBrainModel", "ReasonBrainEditPipeline", "ReasonBrainEditOutput"]

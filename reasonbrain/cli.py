@@ -92,7 +92,7 @@ def run_params(args: argparse.Namespace) -> int:
         return 0
     for name, rows in table.items():
         print(f"\n## {name}\n")
-        print(f"| component | parameters | trainable |\n|---|---:|---:|")
+        print("| component | parameters | trainable |\n|---|---:|---:|")
         for comp, (total, trainable) in rows.items():
             print(f"| {comp} | {total:,} | {trainable:,} |")
     sys.stdout.flush()

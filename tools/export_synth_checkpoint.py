@@ -16,7 +16,12 @@ import tempfile
 
 import torch
 
-from reasonbrain.evaluation.synth_eval import evaluate_chains, evaluate_ci_subset, evaluate_split, markdown_table
+from reasonbrain.evaluation.synth_eval import (
+    evaluate_chains,
+    evaluate_ci_subset,
+    evaluate_split,
+    markdown_table,
+)
 from reasonbrain.pipelines.pipeline_reasonbrain import ReasonBrainEditPipeline
 
 

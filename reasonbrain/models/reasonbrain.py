@@ -18,10 +18,16 @@ from dataclasses import dataclass
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
-from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
+from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
 from safetensors.torch import load_file
 from torch import nn
-from transformers import AutoTokenizer, CLIPTextConfig, CLIPTextModel, LlavaConfig, LlavaForConditionalGeneration
+from transformers import (
+    AutoTokenizer,
+    CLIPTextConfig,
+    CLIPTextModel,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+)
 
 from reasonbrain.configuration import BUNDLED_TOKENIZER, CONFIG_NAME, ReasonBrainConfig
 from reasonbrain.models.cme import CrossModalEnhancer

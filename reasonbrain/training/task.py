@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from diffusers import SchedulerMixin
+from torch import nn
 
 from reasonbrain.configuration import ReasonBrainConfig
 from reasonbrain.models.reasonbrain import ReasonBrainModel
