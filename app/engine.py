@@ -6,6 +6,7 @@ On a ZeroGPU Space (the ``spaces`` package importable) only the pipeline call ru
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import logging
@@ -68,9 +69,25 @@ class EditResult:
     input_image: PIL.Image.Image  # the normalised RGB input as edited
     preset: str
     checkpoint_hash: str
-    region_overlay: PIL.Image.Image  # input at output size with numbered, coloured regions
-    attention_heatmap: PIL.Image.Image  # ID-controller attention over the regions, bound region outlined
     details: dict[str, Any]  # JSON-serialisable; what the store keeps as details_json
+
+    # rendered on first use only (the lean API never needs them)
+    @functools.cached_property
+    def _base(self) -> PIL.Image.Image:
+        size = self.image.size
+        return self.input_image.resize(size) if self.input_image.size != size else self.input_image
+
+    @functools.cached_property
+    def region_overlay(self) -> PIL.Image.Image:
+        """The input at output size with numbered, coloured regions."""
+        return render_region_overlay(self._base, self.output.regions)
+
+    @functools.cached_property
+    def attention_heatmap(self) -> PIL.Image.Image:
+        """The ID Controller's attention over the regions, the bound region outlined."""
+        out = self.output
+        return render_attention_heatmap(self._base, out.regions, out.region_attention,
+                                        patch_attention=out.patch_attention, bound=self.details.get("bound_region"))
 
     @property
     def image(self) -> PIL.Image.Image:
@@ -258,18 +275,12 @@ class Engine:
                     progress(steps, steps)
             else:
                 out = self._gpu_call(image, request.instruction, call_kwargs, progress)
-        size = out.images[0].size
         bound = bound_region(out.regions, out.region_attention)
         return EditResult(
             output=out,
             input_image=image,
             preset=self.preset_name,
             checkpoint_hash=self.checkpoint_hash,
-            region_overlay=render_region_overlay(image.resize(size) if image.size != size else image, out.regions),
-            attention_heatmap=render_attention_heatmap(
-                image.resize(size) if image.size != size else image, out.regions, out.region_attention,
-                patch_attention=out.patch_attention, bound=bound,
-            ),
             details=self._details(out, image, bound),
         )
 

@@ -280,6 +280,11 @@ class Store:
             session.connection()  # emit BEGIN IMMEDIATE now, before any file is touched
             yield session
 
+    def transaction(self, *, write: bool = False) -> contextlib.AbstractContextManager[Session]:
+        """The store's own transaction for modules with their own tables in this database (app.ratings_store):
+        same engine, same write mutex and ``BEGIN IMMEDIATE``."""
+        return self._session(write=write)
+
     # --- images -----------------------------------------------------------------------------------------------
     def image_path(self, rel: str) -> str:
         """Absolute path of a stored image. ValueError if ``rel`` is not a path inside ``data_dir/images``."""
@@ -465,22 +470,22 @@ class Store:
         """Record one edit. ``parent_id`` None: a first step (edits the source image); otherwise the step whose
         output this edit starts from (same chain). ``input_image`` may be a stored relative path."""
         _check_user(user_id)
-        if not isinstance(instruction, str) or not instruction.strip():
-            raise ValueError("instruction must be non-empty text")
-        instruction = instruction.strip()
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-            raise ValueError(f"seed must be a whole number in [0, 2**63), got {seed!r}")
-        payload = {
-            "settings_json": _dumps("settings", settings),
-            "timings_json": _dumps("timings", timings),
-            "details_json": _dumps("details", details),
-        }
-        out_data, out_rel = _encode_png(output_image)
+        row_fields, out_data = self._step_fields(instruction, output_image, seed, settings, preset,
+                                                 checkpoint_hash, timings, details)
         if isinstance(input_image, str):
             in_data, in_rel = None, input_image
             self.image_path(in_rel)  # validates the form; existence is checked under the lock
         else:
             in_data, in_rel = _encode_png(input_image)
+        try:
+            row = self._add_step_locked(user_id, chain_id, parent_id, in_rel, in_data, out_data, row_fields)
+        except BaseException:
+            self._discard_files([out_data[1]] + ([in_rel] if in_data is not None else []))
+            raise
+        return _step_info(row)
+
+    def _add_step_locked(self, user_id: str, chain_id: str, parent_id: str | None, in_rel: str,
+                         in_data: bytes | None, out_data: tuple[bytes, str], row_fields: dict[str, Any]) -> StepRow:
         with self._session(write=True) as s:
             chain = _owned_chain(s, user_id, chain_id)
             position = 1
@@ -497,20 +502,80 @@ class Store:
                     raise ValueError(f"input image {in_rel!r} is not stored; pass the image itself instead")
             else:
                 self._write_file(in_rel, in_data)
-            self._write_file(out_rel, out_data)  # the file is on disk before the row is committed
-            now = _now()
             if parent_id is None and chain.title == DEFAULT_TITLE:
                 has_steps = s.execute(select(exists().where(StepRow.chain_id == chain_id))).scalar()
                 if not has_steps:
-                    chain.title = _auto_title(instruction)
-            chain.updated_at = now
-            row = StepRow(
-                id=uuid.uuid4().hex, chain_id=chain_id, parent_id=parent_id, position=position,
-                instruction=instruction, input_image=in_rel, output_image=out_rel, seed=seed,
-                preset=str(preset), checkpoint_hash=str(checkpoint_hash), created_at=now, **payload,
-            )
-            s.add(row)
+                    chain.title = _auto_title(row_fields["instruction"])
+            return self._insert_step(s, chain, parent_id, position, in_rel, out_data, row_fields)
+
+    def _discard_files(self, rels: list[str]) -> None:
+        """After a failed write: remove the files it may have written that no committed row references."""
+        try:
+            self.gc_images(rels)
+        except Exception:  # the original error matters more; `python -m app.consistency --fix` cleans up later
+            logger.exception("could not remove the files of a failed write")
+
+    def start_chain(
+        self,
+        user_id: str,
+        source_image: PIL.Image.Image,
+        *,
+        title: str | None = None,
+        instruction: str,
+        output_image: PIL.Image.Image,
+        seed: int,
+        settings: dict[str, Any],
+        preset: str,
+        checkpoint_hash: str,
+        timings: dict[str, Any],
+        details: dict[str, Any],
+    ) -> StepInfo:
+        """A new chain and its first step in one transaction (the first edit of an upload): both or neither."""
+        _check_user(user_id)
+        row_fields, out_data = self._step_fields(instruction, output_image, seed, settings, preset,
+                                                 checkpoint_hash, timings, details)
+        title = _auto_title(row_fields["instruction"]) if title is None else _clean_title(title)
+        src_data, src_rel = _encode_png(source_image)
+        try:
+            with self._session(write=True) as s:
+                self._write_file(src_rel, src_data)
+                now = _now()
+                chain = ChainRow(id=uuid.uuid4().hex, user_id=user_id, title=title, source_image=src_rel,
+                                 created_at=now, updated_at=now, is_demo=False)
+                s.add(chain)
+                row = self._insert_step(s, chain, None, 1, src_rel, out_data, row_fields)
+        except BaseException:
+            self._discard_files([src_rel, out_data[1]])
+            raise
         return _step_info(row)
+
+    @staticmethod
+    def _step_fields(instruction: Any, output_image: PIL.Image.Image, seed: Any, settings: Any, preset: Any,
+                     checkpoint_hash: Any, timings: Any, details: Any) -> tuple[dict[str, Any], tuple[bytes, str]]:
+        """Validated column values of a step row and the encoded output image (all before any lock)."""
+        if not isinstance(instruction, str) or not instruction.strip():
+            raise ValueError("instruction must be non-empty text")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+            raise ValueError(f"seed must be a whole number in [0, 2**63), got {seed!r}")
+        fields = {
+            "instruction": instruction.strip(), "seed": seed, "preset": str(preset),
+            "checkpoint_hash": str(checkpoint_hash),
+            "settings_json": _dumps("settings", settings),
+            "timings_json": _dumps("timings", timings),
+            "details_json": _dumps("details", details),
+        }
+        return fields, _encode_png(output_image)
+
+    def _insert_step(self, s: Session, chain: ChainRow, parent_id: str | None, position: int, in_rel: str,
+                     out_data: tuple[bytes, str], fields: dict[str, Any]) -> StepRow:
+        data, out_rel = out_data
+        self._write_file(out_rel, data)  # the file is on disk before the row is committed
+        now = _now()
+        chain.updated_at = now
+        row = StepRow(id=uuid.uuid4().hex, chain_id=chain.id, parent_id=parent_id, position=position,
+                      input_image=in_rel, output_image=out_rel, created_at=now, **fields)
+        s.add(row)
+        return row
 
     def get_step(self, user_id: str, step_id: str) -> StepInfo:
         with self._session() as s:

@@ -309,13 +309,21 @@ def test_bad_input_is_an_error_and_writes_nothing(engine, store, scene, tmp_path
 
 
 def test_a_failed_save_leaves_no_half_written_chain(engine, store, scene, monkeypatch):
-    def broken_add_step(*args, **kwargs):
+    ok = run(engine, store, ALICE, None, scene, MELT)
+    files = sorted(store.image_files())
+    real_insert = store._insert_step
+
+    def broken_insert(s, *args, **kwargs):
+        real_insert(s, *args, **kwargs)  # rows added and the output file written, then the disk fills up
         raise ValueError("disk full")
 
-    monkeypatch.setattr(store, "add_step", broken_add_step)
-    with pytest.raises(gr.Error, match="disk full"):
-        run(engine, store, ALICE, None, scene, MELT)
-    assert rows(store, ALICE) == (0, 0)
+    monkeypatch.setattr(store, "_insert_step", broken_insert)
+    for session in (None, ok.session):  # a fresh chain (chain + first step), then a step of the saved chain
+        with pytest.raises(gr.Error, match="disk full"):
+            run(engine, store, ALICE, session, scene, "Suppose the apple were left for a month.", seed=3,
+                randomize_seed=False)
+        assert rows(store, ALICE) == (1, 1)
+        assert sorted(store.image_files()) == files  # nothing written half-way, no orphan image file
 
 
 def test_a_missing_image_file_is_a_clear_error(store, sample_result):

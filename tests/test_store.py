@@ -250,12 +250,17 @@ def test_add_step_validation(store):
 
 # --- database mechanics -----------------------------------------------------------------------------------------
 def test_migrations_on_fresh_db_and_reopen_is_noop(tmp_path):
+    from alembic.script import ScriptDirectory
+
+    from app.store import MIGRATIONS_DIR
+
+    head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()  # every migration applied, the latest last
     db = tmp_path / "fresh.db"
     s = Store(str(db), str(tmp_path / "d"))
     chain = s.create_chain("u", img(1))
     s.close()
     with sqlite3.connect(db) as con:
-        assert con.execute("select version_num from alembic_version").fetchall() == [("0001",)]
+        assert con.execute("select version_num from alembic_version").fetchall() == [(head,)]
         tables = {r[0] for r in con.execute("select name from sqlite_master where type = 'table'")}
         schema_before = con.execute("select sql from sqlite_master order by name").fetchall()
     assert {"chains", "steps", "alembic_version"} <= tables
@@ -263,7 +268,7 @@ def test_migrations_on_fresh_db_and_reopen_is_noop(tmp_path):
     assert s2.get_chain("u", chain.id).chain.id == chain.id
     s2.close()
     with sqlite3.connect(db) as con:
-        assert con.execute("select version_num from alembic_version").fetchall() == [("0001",)]
+        assert con.execute("select version_num from alembic_version").fetchall() == [(head,)]
         assert con.execute("select sql from sqlite_master order by name").fetchall() == schema_before
 
 
@@ -430,3 +435,36 @@ def test_get_chain_without_details_defers_them(tmp_path):
     assert store.get_chain("u", chain.id).steps[0].details == {"big": [1] * 100}
     assert store.get_step("u", step.id).details == {"big": [1] * 100}
     store.close()
+
+
+def test_start_chain_writes_chain_and_first_step_together_or_nothing(store, monkeypatch):
+    fields = dict(instruction="What if the ice cube were left in the sun?", output_image=noise(2), seed=5,
+                  settings={"steps": 4}, preset="tiny", checkpoint_hash="h", timings={"total": 0.1}, details={})
+    step = store.start_chain("u", noise(1), **fields)
+    tree = store.get_chain("u", step.chain_id)
+    assert [s.id for s in tree.steps] == [step.id] and step.position == 1 and step.parent_id is None
+    assert step.input_image == tree.chain.source_image and tree.chain.title.startswith("What if the ice cube")
+    assert store.load_image(step.output_image).tobytes() == noise(2).tobytes()
+
+    files = sorted(store.image_files())
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store, "_write_file", crash)
+    with pytest.raises(OSError, match="disk full"):
+        store.start_chain("u", noise(3), **fields)
+    monkeypatch.undo()
+    real_insert = store._insert_step
+
+    def crash_after_insert(s, *args, **kwargs):
+        real_insert(s, *args, **kwargs)
+        raise ValueError("killed mid-write")
+
+    monkeypatch.setattr(store, "_insert_step", crash_after_insert)
+    with pytest.raises(ValueError, match="killed mid-write"):
+        store.start_chain("u", noise(4), **dict(fields, output_image=noise(5)))
+    assert len(store.list_chains("u")) == 1 and store.count_steps("u") == 1
+    assert sorted(store.image_files()) == files  # the failed writes' images were removed again
+    with pytest.raises(ValueError, match="instruction"):
+        store.start_chain("u", noise(3), **dict(fields, instruction="  "))

@@ -258,31 +258,15 @@ def edit_and_save(
 
 
 def save_result(store: Store, user: str, session: dict[str, Any], result: EditResult) -> StepInfo:
-    """Write the edit: a new chain + its first step (fresh session) or one step; no partial writes."""
-    created = None
-    try:
-        if session["chain_id"] is None:
-            chain = store.create_chain(user, result.input_image)
-            created, chain_id, parent, input_ref = chain.id, chain.id, None, chain.source_image
-        else:
-            chain_id, parent, input_ref = session["chain_id"], session["base_id"], session["input_rel"]
-        return store.add_step(
-            user, chain_id, parent,
-            instruction=result.output.instruction,
-            input_image=input_ref,
-            output_image=result.image,
-            seed=int(result.seed),
-            settings=result.settings,
-            preset=result.preset,
-            checkpoint_hash=result.checkpoint_hash,
-            timings=result.timings,
-            details=result.details,
-        )
-    except BaseException:
-        if created is not None:  # the chain without its step would be a half-written edit
-            with contextlib.suppress(NotFound, ValueError):
-                store.delete_chain(user, created)
-        raise
+    """Write the edit: a new chain with its first step (fresh session) or one step; one transaction either way."""
+    fields = {
+        "instruction": result.output.instruction, "output_image": result.image, "seed": int(result.seed),
+        "settings": result.settings, "preset": result.preset, "checkpoint_hash": result.checkpoint_hash,
+        "timings": result.timings, "details": result.details,
+    }
+    if session["chain_id"] is None:
+        return store.start_chain(user, result.input_image, **fields)
+    return store.add_step(user, session["chain_id"], session["base_id"], input_image=session["input_rel"], **fields)
 
 
 def continue_from_result(store: Store, user_id: Any, session: Any) -> EditView:
@@ -566,7 +550,7 @@ def _download_json(step: StepInfo) -> str:
         payload = step_payload(step)
         fd, tmp = tempfile.mkstemp(dir=DOWNLOAD_DIR, suffix=".json.tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=2)
+            f.write(json.dumps(payload))  # dumps, not dump(indent=...): the C encoder, ~10x faster on masks
         os.replace(tmp, path)
     return path
 
@@ -579,7 +563,8 @@ def _prune_downloads() -> None:
     if len(entries) <= MAX_DOWNLOAD_FILES:
         return
     entries.sort(key=lambda e: e.stat().st_mtime)
-    for e in entries[: len(entries) - MAX_DOWNLOAD_FILES]:
+    keep = MAX_DOWNLOAD_FILES * 3 // 4  # prune well below the cap, so the next edits do not sort again
+    for e in entries[: len(entries) - keep]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(e.path)
 
