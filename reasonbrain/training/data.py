@@ -69,6 +69,22 @@ def object_token_for(record: Reason50KRecord, vocabulary=None) -> str:
     return serialize_object_token(obj)
 
 
+class ReconstructionImages(Dataset):
+    """Every source and target image of ``records`` as a (3, H, W) tensor in [-1, 1] (VAE pre-training)."""
+
+    def __init__(self, records: list[Reason50KRecord], *, resolution: int) -> None:
+        if not records:
+            raise ValueError("the dataset is empty: check the split file")
+        self.paths = [p for rec in records for p in (rec.src_image, rec.tgt_image)]
+        self.resolution = resolution
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return prepare_image(load_image(self.paths[index]), self.resolution)[0]
+
+
 class Reason50KDataset(Dataset):
     """Yields model-ready samples: source/target tensors in [-1, 1], instruction, object token, region masks."""
 

@@ -44,7 +44,13 @@ class ReasonBrainTrainingTask(nn.Module):
 
     Classifier-free guidance is trained as in InstructPix2Pix: each sample independently drops its instruction
     (empty text and no object), its source image (zero image latent), or both, with probability ``cond_dropout``.
+
+    ``edit_region_weight`` (ours, not in the paper; 0 turns it off) multiplies the diffusion loss by
+    ``1 + edit_region_weight`` on the latent cells whose pixels change between source and target, so that
+    small edits in large unchanged scenes are not drowned by learning to copy the background.
     """
+
+    EDIT_THRESHOLD = 0.05  # per-pixel max |target - source| on the [-1, 1] scale that counts as changed
 
     def __init__(
         self,
@@ -53,12 +59,14 @@ class ReasonBrainTrainingTask(nn.Module):
         noise_scheduler: SchedulerMixin | None = None,
         cond_dropout: float = 0.05,
         mllm_loss_weight: float = 1.0,
+        edit_region_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.model = model
         self.noise_scheduler = noise_scheduler or make_scheduler(model.config.diffusion.train_scheduler)
         self.cond_dropout = cond_dropout
         self.mllm_loss_weight = mllm_loss_weight
+        self.edit_region_weight = edit_region_weight
 
     def forward(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         model = self.model
@@ -96,9 +104,20 @@ class ReasonBrainTrainingTask(nn.Module):
             target_pred = latents
         else:
             raise ValueError(f"unsupported prediction_type {prediction_type!r}; use epsilon, v_prediction or sample")
-        dm_loss = F.mse_loss(pred.float(), target_pred.float())
+        sq_err = (pred.float() - target_pred.float()) ** 2
+        if self.edit_region_weight:
+            weight = 1.0 + self.edit_region_weight * self.edit_mask(source, target, latents.shape[-2:])
+            dm_loss = (sq_err * weight).mean()
+        else:
+            dm_loss = sq_err.mean()
         mllm_loss = cond.mllm_loss
         return {"mllm_loss": mllm_loss, "dm_loss": dm_loss, "loss": dm_loss + self.mllm_loss_weight * mllm_loss}
+
+    @classmethod
+    def edit_mask(cls, source: torch.Tensor, target: torch.Tensor, latent_hw) -> torch.Tensor:
+        """(B, 1, h, w) 1.0 where any pixel under a latent cell changes from source to target, else 0.0."""
+        changed = ((target - source).abs().amax(dim=1, keepdim=True) > cls.EDIT_THRESHOLD).float()
+        return F.adaptive_max_pool2d(changed, tuple(latent_hw))
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]

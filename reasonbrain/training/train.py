@@ -29,9 +29,10 @@ from diffusers.optimization import get_scheduler
 from torch.utils.data import DataLoader
 
 from reasonbrain.configuration import ReasonBrainConfig
+from reasonbrain.image_io import load_image, prepare_image
 from reasonbrain.models.reasonbrain import ReasonBrainModel
 from reasonbrain.regions import build_region_proposer
-from reasonbrain.training.data import Reason50KDataset, read_split
+from reasonbrain.training.data import Reason50KDataset, ReconstructionImages, read_split
 from reasonbrain.training.task import ReasonBrainTrainingTask, ablation_config
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,8 @@ class TrainConfig:
     vae_steps: int = 0  # pre-train the VAE (reconstruction) first, for models built from scratch
     init_vae: str | None = None  # or load a VAE pre-trained earlier (a diffusers AutoencoderKL folder)
     vae_learning_rate: float = 1e-3
+    vae_batch_size: int = 32
+    edit_region_weight: float = 0.0  # extra loss weight on the latents that change from source to target
     max_train_samples: int | None = None
 
     @classmethod
@@ -108,32 +111,68 @@ def _cycle(loader):
         yield from loader
 
 
-def pretrain_vae(model: ReasonBrainModel, loader: DataLoader, steps: int, lr: float, accelerator: Accelerator,
-                 out_dir: str) -> list[float]:
-    """Reconstruction (L1 + small KL) training of the VAE, for models built from scratch; frozen afterwards."""
+def pretrain_vae(model: ReasonBrainModel, cfg: TrainConfig, records: list, accelerator: Accelerator,
+                 out_dir: str) -> dict[str, Any]:
+    """Reconstruction (L1 + small KL) training of the VAE on every source and target image, for models built
+    from scratch; frozen afterwards. Returns a report with the reconstruction error on the validation split and,
+    on synth data, the *oracle* reasoning accuracy: the true targets passed through the VAE, i.e. the ceiling
+    the VAE puts on any denoiser."""
     vae = model.vae
     vae.requires_grad_(True).train()
-    opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+    data = ReconstructionImages(records, resolution=model.config.resolution)
+    loader = DataLoader(data, batch_size=cfg.vae_batch_size, shuffle=True, drop_last=True,
+                        num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed))
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_learning_rate, weight_decay=0.0)
+    sched = get_scheduler("cosine", opt, num_warmup_steps=min(100, cfg.vae_steps // 10),
+                          num_training_steps=cfg.vae_steps)
     losses = []
     batches = _cycle(loader)
     start = time.time()
-    for step in range(1, steps + 1):
-        batch = next(batches)
-        x = batch.target.to(accelerator.device)
+    for step in range(1, cfg.vae_steps + 1):
+        x = next(batches).to(accelerator.device)
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample()).sample
         loss = F.l1_loss(recon, x) + 1e-6 * posterior.kl().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        sched.step()
         losses.append(loss.item())
-        if step % 50 == 0 or step == steps:
-            logger.info("vae step %d/%d l1+kl %.4f (%.0f s)", step, steps, loss.item(), time.time() - start)
+        if step % 100 == 0 or step == cfg.vae_steps:
+            logger.info("vae step %d/%d l1+kl %.4f posterior std %.3f (%.0f s)", step, cfg.vae_steps, loss.item(),
+                        posterior.std.mean().item(), time.time() - start)
     vae.requires_grad_(False).eval()
     vae.save_pretrained(os.path.join(out_dir, "vae_pretrained"))
+    report = {"steps": cfg.vae_steps, "wall_time_s": round(time.time() - start, 1), **vae_report(model, cfg)}
+    logger.info("vae report %s", report)
     with open(os.path.join(out_dir, "vae_losses.json"), "w", encoding="utf-8") as f:
         json.dump(losses, f)
-    return losses
+    with open(os.path.join(out_dir, "vae_report.json"), "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
+    return report
+
+
+@torch.no_grad()
+def vae_report(model: ReasonBrainModel, cfg: TrainConfig, n: int = 200) -> dict[str, Any]:
+    """Reconstruction L1 (on [0, 1]) of ``n`` validation targets, and their oracle accuracy on synth data."""
+    import numpy as np
+
+    records = read_split(os.path.join(cfg.data_dir, cfg.val_split))[:n]
+    recons = []
+    for rec in records:
+        x = prepare_image(load_image(rec.tgt_image), model.config.resolution)[0][None].to(model.device)
+        y = model.decode_latents(model.encode_image_latents(x))[0]
+        recons.append(((y.permute(1, 2, 0).float().cpu().numpy() + 1) / 2).clip(0, 1))
+    targets = [prepare_image(load_image(r.tgt_image), model.config.resolution)[0] for r in records]
+    l1 = float(np.mean([np.abs(r - (t.permute(1, 2, 0).numpy() + 1) / 2).mean() for r, t in zip(recons, targets)]))
+    report: dict[str, Any] = {"n": len(records), "recon_l1": round(l1, 5)}
+    if records and "alternatives" in records[0].extra:
+        from reasonbrain.synthworld.accuracy import reasoning_accuracy
+        from reasonbrain.synthworld.dataset import load_split
+
+        synth = load_split(cfg.data_dir, os.path.splitext(cfg.val_split)[0])[: len(records)]
+        report["oracle_accuracy"] = round(reasoning_accuracy(synth, recons)["accuracy"], 4)
+    return report
 
 
 def validate(model: ReasonBrainModel, proposer, vocabulary, cfg: TrainConfig, step: int, out_dir: str) -> dict:
@@ -238,9 +277,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         model.vae.load_state_dict(AutoencoderKL.from_pretrained(cfg.init_vae).state_dict())
     elif cfg.vae_steps and not mcfg.diffusion.vae_pretrained and not resuming:
         model.to(accelerator.device)
-        pretrain_vae(model, loader, cfg.vae_steps, cfg.vae_learning_rate, accelerator, cfg.output_dir)
+        pretrain_vae(model, cfg, records, accelerator, cfg.output_dir)
 
-    task = ReasonBrainTrainingTask(model, cond_dropout=cfg.cond_dropout)
+    task = ReasonBrainTrainingTask(model, cond_dropout=cfg.cond_dropout, edit_region_weight=cfg.edit_region_weight)
     optimizer = torch.optim.AdamW(task.trainable_parameters(), lr=cfg.learning_rate, betas=cfg.adam_betas,
                                   weight_decay=cfg.weight_decay)
     lr_scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.lr_warmup_steps,
