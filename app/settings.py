@@ -21,7 +21,12 @@ _OPTIONS: dict[str, tuple[str, str]] = {
     "--db": ("db_path", "REASONBRAIN_DB"),
     "--data-dir": ("data_dir", "REASONBRAIN_DATA_DIR"),
     "--device": ("device", "REASONBRAIN_DEVICE"),
+    "--snapshot-dir": ("snapshot_dir", "REASONBRAIN_SNAPSHOT_DIR"),
+    "--snapshot-repo": ("snapshot_repo", "REASONBRAIN_SNAPSHOT_REPO"),
+    "--snapshot-every-s": ("snapshot_every_s", "REASONBRAIN_SNAPSHOT_EVERY_S"),
+    "--snapshot-keep": ("snapshot_keep", "REASONBRAIN_SNAPSHOT_KEEP"),
 }
+_INT_FIELDS = ("port", "snapshot_every_s", "snapshot_keep")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -44,6 +49,11 @@ class Settings:
     device: str | None = None  # None -> the available accelerator, else CPU
     examples: bool = True
     gpu_duration: int = 120  # seconds requested per edit from ZeroGPU (``spaces.GPU``), when it is present
+    # history snapshots (app/snapshots.py); both unset -> none. A folder (e.g. a mounted bucket) or a Hub dataset.
+    snapshot_dir: str | None = None
+    snapshot_repo: str | None = None
+    snapshot_every_s: int = 0  # periodic snapshots every N seconds; 0 -> only at shutdown
+    snapshot_keep: int = 5  # database snapshots kept in the remote
 
     def __post_init__(self) -> None:
         self.data_dir = os.path.abspath(os.path.expanduser(str(self.data_dir)))
@@ -56,6 +66,8 @@ class Settings:
             self.preset = None
         if self.device == "":
             self.device = None
+        self.snapshot_dir = os.path.abspath(os.path.expanduser(str(self.snapshot_dir))) if self.snapshot_dir else None
+        self.snapshot_repo = self.snapshot_repo or None
         self.validate()
 
     def validate(self) -> None:
@@ -76,6 +88,10 @@ class Settings:
         _check_int("max_image_side", self.max_image_side, 16, 65536)
         _check_int("queue_size", self.queue_size, 1, 10_000)
         _check_int("gpu_duration", self.gpu_duration, 1, 3600)
+        _check_int("snapshot_every_s", self.snapshot_every_s, 0, 86_400)
+        _check_int("snapshot_keep", self.snapshot_keep, 1, 1000)
+        if self.snapshot_dir and self.snapshot_repo:
+            raise ValueError("set either snapshot_dir (a folder) or snapshot_repo (a Hub dataset), not both")
         if isinstance(self.max_upload_mb, bool) or not isinstance(self.max_upload_mb, (int, float)) or not (
             0 < self.max_upload_mb <= 1024
         ):
@@ -125,8 +141,9 @@ class Settings:
             values.pop("preset", None)
         if args.no_examples:
             values["examples"] = False
-        if "port" in values:
-            values["port"] = _parse_int("port", values["port"])
+        for name in _INT_FIELDS:
+            if name in values:
+                values[name] = _parse_int(name, values[name])
         return cls(**values)  # type: ignore[arg-type]
 
 
@@ -144,6 +161,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--db", dest="db_path", help="SQLite file (default <data-dir>/studio.db)")
     p.add_argument("--data-dir", dest="data_dir", help="where the database and images live")
     p.add_argument("--device", dest="device", help="torch device (default: accelerator if available, else cpu)")
+    p.add_argument("--snapshot-dir", dest="snapshot_dir", help="folder for history snapshots (e.g. a mounted bucket)")
+    p.add_argument("--snapshot-repo", dest="snapshot_repo", help="Hub dataset repo id for history snapshots")
+    p.add_argument("--snapshot-every-s", dest="snapshot_every_s", help="snapshot period in seconds (0: at shutdown only)")
+    p.add_argument("--snapshot-keep", dest="snapshot_keep", help="database snapshots to keep (default 5)")
     p.add_argument("--no-examples", dest="no_examples", action="store_true", help="hide the example gallery")
     return p
 
