@@ -1,4 +1,4 @@
-"""Command line: ``python -m reasonbrain {edit,params,presets,synthworld} ...``."""
+"""Command line: ``python -m reasonbrain {edit,params,presets,synthworld,evaluate} ...``."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_edit_parser(sub)
     cli.add_params_parser(sub)
     cli.add_presets_parser(sub)
+    cli.add_evaluate_parser(sub)
     synth = sub.add_parser("synthworld", help="generate the synthetic reasoning world in Reason50K format")
     try:
         from reasonbrain.synthworld import cli as synth_cli

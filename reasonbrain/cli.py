@@ -1,4 +1,4 @@
-"""Sub-commands of ``python -m reasonbrain``: edit, params, presets."""
+"""Sub-commands of ``python -m reasonbrain``: edit, params, presets, evaluate."""
 
 from __future__ import annotations
 
@@ -102,3 +102,18 @@ def run_params(args: argparse.Namespace) -> int:
 def add_presets_parser(sub) -> None:
     p = sub.add_parser("presets", help="list bundled presets")
     p.set_defaults(func=lambda args: print("\n".join(__import__("reasonbrain").list_presets())) or 0)
+
+
+def add_evaluate_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="the paper's metrics (CLIP, CLIP-I/dir/out, L1, DINO, MLLM, identity, "
+                                        "reasoning accuracy) per category, from a checkpoint or a folder of outputs")
+    from reasonbrain.evaluation.evaluate import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(func=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from reasonbrain.evaluation.evaluate import run
+
+    return run(args)
