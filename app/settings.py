@@ -45,7 +45,7 @@ class Settings:
     data_dir: str = DEFAULT_DATA_DIR
     max_upload_mb: float = 20
     max_image_side: int = 4096  # uploads with a longer side are rejected before decoding
-    queue_size: int = 16
+    queue_size: int = 64  # pending requests across users; more get a clear "queue is full" answer
     device: str | None = None  # None -> the available accelerator, else CPU
     examples: bool = True
     gpu_duration: int = 120  # seconds requested per edit from ZeroGPU (``spaces.GPU``), when it is present

@@ -252,7 +252,7 @@ def test_settings_env_and_flags(tmp_path):
     d = Settings.from_env_and_args([], env={})
     assert d.preset is None and d.checkpoint.endswith(os.path.join("checkpoints", "synth"))
     assert (d.host, d.port, d.max_upload_mb, d.max_image_side, d.queue_size, d.examples) == (
-        "127.0.0.1", 7860, 20, 4096, 16, True)
+        "127.0.0.1", 7860, 20, 4096, 64, True)
     assert d.data_dir == os.path.abspath("./studio-data")
 
 

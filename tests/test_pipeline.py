@@ -170,7 +170,9 @@ def _bomb_png(width: int, height: int) -> bytes:
     [
         ({"instruction": ""}, "instruction is empty"),
         ({"instruction": "   \n\t "}, "instruction is empty"),
-        ({"instruction": "\x00\x01\x02"}, "instruction is empty"),
+        ({"instruction": "\x00\x01\x02"}, "control characters \\(U\\+0000, U\\+0001, U\\+0002\\)"),
+        ({"instruction": "What if the ice\x1b[31m melted?"}, "control characters \\(U\\+001B\\)"),
+        ({"instruction": " \t\n "}, "instruction is empty"),
         ({"instruction": "What if " + "very " * 300 + "hot?"}, "characters"),
         ({"instruction": "What if " + "the ice cube melted and " * 30}, "tokens long"),
         ({"instruction": 42}, "must be text"),

@@ -32,6 +32,7 @@ import numpy as np
 import PIL.Image
 
 from app import identity, render
+from app.components import UploadImage
 from app.engine import EditRequest, EditResult, Engine, render_attention_heatmap
 from app.store import ChainTree, NotFound, StepInfo, Store
 
@@ -665,7 +666,7 @@ def build(engine: Engine, store: Store, user_state: gr.State) -> EditHandles:
     category_sets: list[gr.Dataset] = []
     with gr.Row(equal_height=False):
         with gr.Column(scale=5, min_width=320):
-            input_image = gr.Image(
+            input_image = UploadImage(
                 label="Input image", type="filepath", image_mode=None, sources=["upload", "clipboard"],
                 height=320, elem_id="input-image",
             )

@@ -15,6 +15,7 @@ import math
 import os
 import random
 import time
+import unicodedata
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -171,7 +172,12 @@ class ReasonBrainEditPipeline:
     ) -> str:
         if not isinstance(instruction, str):
             raise ValueError(f"instruction must be text, got {type(instruction).__name__}")
-        text = " ".join(instruction.split())  # collapse whitespace and control characters
+        control = sorted({ch for ch in instruction if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r"})
+        if control:
+            shown = ", ".join(f"U+{ord(ch):04X}" for ch in control[:3])
+            raise ValueError(f"The instruction contains control characters ({shown}); type plain text, e.g. "
+                             "“What would happen if the ice cube were left in the sun?”")
+        text = " ".join(instruction.split())  # collapse whitespace
         text = "".join(ch for ch in text if ch.isprintable())
         if not text:
             raise ValueError("The instruction is empty: describe a hypothetical change, e.g. "
