@@ -1,12 +1,13 @@
-"""The Gradio app: a header, then the Edit, History and Presenter tabs, wired together.
+"""The Gradio app: a header, then the Edit, History, Presenter and Rate tabs, wired together.
 
 ``create_app(engine, store)`` builds the Blocks; ``queue_options`` / ``launch_options`` hold how it is served
-(bounded queue, upload size, only the store's image folder served), so ``python -m app`` and the tests launch
+(bounded queue, upload size, only the image folders served), so ``python -m app`` and the tests launch
 it the same way. Per-user data lives in ``gr.State`` / ``gr.BrowserState`` and the database, never here.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,9 +15,11 @@ import gradio as gr
 
 from app import identity
 from app.engine import Engine
+from app.ratings_store import IMAGES_DIR as RATING_IMAGES_DIR
+from app.ratings_store import RatingStore
 from app.settings import Settings
 from app.store import Store
-from app.tabs import edit, history, presenter
+from app.tabs import edit, history, presenter, rate
 
 TITLE = "ReasonBrain Studio"
 INTRO = (
@@ -56,17 +59,21 @@ class AppHandles:
     edit: edit.EditHandles
     history: history.HistoryHandles
     presenter: presenter.PresenterHandles
+    rate: rate.RateHandles
     user_state: gr.State
     browser_id: gr.BrowserState
     tabs: gr.Tabs
 
 
-def create_app(engine: Engine, store: Store) -> gr.Blocks:
-    """The whole app (see ``build_app`` for the component handles)."""
-    return build_app(engine, store)[0]
+def create_app(engine: Engine, store: Store, *, rate_ctx: rate.RateContext | None = None) -> gr.Blocks:
+    """The whole app (see ``build_app`` for the component handles). ``rate_ctx``: the Rate tab's ratings and
+    annotators (default: from ``REASONBRAIN_ANNOTATORS`` / ``REASONBRAIN_RATE_*``, next to the store)."""
+    return build_app(engine, store, rate_ctx=rate_ctx)[0]
 
 
-def build_app(engine: Engine, store: Store) -> tuple[gr.Blocks, AppHandles]:
+def build_app(engine: Engine, store: Store, *, rate_ctx: rate.RateContext | None = None
+              ) -> tuple[gr.Blocks, AppHandles]:
+    rate_ctx = rate_ctx or rate.RateContext.create(RatingStore(store))
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         browser_id = gr.BrowserState(None, storage_key=identity.STORAGE_KEY,
                                      secret=identity.browser_secret(store.data_dir))
@@ -85,6 +92,8 @@ def build_app(engine: Engine, store: Store) -> tuple[gr.Blocks, AppHandles]:
                 hist_h = history.build(engine, store, user_state)
             with gr.Tab("Presenter", id="presenter", elem_id="tab-presenter") as presenter_tab:
                 pres_h = presenter.build(engine, store, user_state)
+            with gr.Tab("Rate", id="rate", elem_id="tab-rate") as rate_tab:  # annotators (own sign-in)
+                rate_h = rate.build(rate_ctx)
         gr.Markdown(
             f"Model: `{engine.preset_name}` · checkpoint `{engine.checkpoint_hash}` · your edits are saved "
             "to this server's history, visible only to you (this browser, or your Hugging Face account "
@@ -107,6 +116,7 @@ def build_app(engine: Engine, store: Store) -> tuple[gr.Blocks, AppHandles]:
             _history, [user_state, hist_h.query], hist_h.outputs, api_visibility="private"
         )
         demo.load(None, js=KEYS_JS)
+        rate.wire_page(demo, rate_tab, rate_h, rate_ctx)
         history_tab.select(_history, [user_state, hist_h.query], hist_h.outputs, api_visibility="private",
                            concurrency_limit=None)
         presenter_tab.select(_presenter_enter, [user_state, pres_h.state], [pres_h.chain, *pres_h.outputs],
@@ -130,7 +140,7 @@ def build_app(engine: Engine, store: Store) -> tuple[gr.Blocks, AppHandles]:
         chain_id_box.submit(_open_by_id, [user_state, chain_id_box], [*edit_h.view_outputs, tabs],
                             api_name="open_chain").then(_controls, edit_h.session, edit_h.controls, queue=False,
                                                         api_visibility="private")
-    return demo, AppHandles(edit=edit_h, history=hist_h, presenter=pres_h, user_state=user_state,
+    return demo, AppHandles(edit=edit_h, history=hist_h, presenter=pres_h, rate=rate_h, user_state=user_state,
                             browser_id=browser_id, tabs=tabs)
 
 
@@ -140,14 +150,15 @@ def queue_options(settings: Settings) -> dict[str, Any]:
 
 
 def launch_options(settings: Settings, store: Store, **overrides: Any) -> dict[str, Any]:
-    """``demo.launch`` arguments: host/port, upload limit, only the store's image folder served, style."""
+    """``demo.launch`` arguments: host/port, upload limit, only the image folders served (the store's and the
+    ratings'), style."""
     options: dict[str, Any] = {
         "server_name": settings.host,
         "server_port": settings.port,
         "max_file_size": f"{settings.max_upload_mb:g}mb",
-        "allowed_paths": [store.images_dir],
+        "allowed_paths": [store.images_dir, os.path.join(store.data_dir, RATING_IMAGES_DIR)],
         "show_error": True,
-        "css": CSS,
+        "css": CSS + rate.CSS,
         "theme": gr.themes.Soft(),
     }
     options.update(overrides)

@@ -13,6 +13,7 @@ import os
 from alembic import context
 from sqlalchemy import create_engine
 
+import app.ratings_store  # noqa: F401  (registers the rating tables on Base.metadata)
 from app.store import Base
 
 config = context.config

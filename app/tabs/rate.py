@@ -1,0 +1,561 @@
+"""Rate tab: blind, randomised human ratings of edits (Ins-Align), fast from the keyboard.
+
+- Sign in: a local annotator (name + password from the annotators file, see :mod:`app.annotators`) gets a random
+  session token kept in this browser (``gr.BrowserState``); on a Space with OAuth an allowed Hugging Face account
+  is recognised from its login. Every event resolves the annotator on the server from the token / login: nobody
+  can act for someone else, and another annotator's item id is "not found".
+- Absolute mode: one edit, scored 1-5 on Ins-Align, appearance consistency and visual plausibility (anchors on
+  screen). Pairwise mode: two edits of the same prompt, A (left) or B (right) better, tie, or both bad. Method
+  names are never sent to the browser; order and sides are shuffled per annotator.
+- Skip (comes back at the end), flag (leaves the queue, with an optional reason), undo (repeatable).
+- Results (admins only: they reveal method names): Ins-Align per method with bootstrap CIs, win rates,
+  Bradley-Terry, Krippendorff's alpha, per-annotator stats, plots, CSV/JSONL export, push to a HF dataset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from app import identity, rating_results, render
+from app.annotators import Annotator, AnnotatorDirectory
+from app.ratings_store import Item, Progress, RatingStore
+from app.store import NotFound
+
+logger = logging.getLogger(__name__)
+
+STORAGE_KEY = "reasonbrain-rate-session"
+DEFAULT_MODE = "absolute"
+MODE_CHOICES = [("Absolute: score one edit 1–5", "absolute"), ("Pairwise: which of two edits is better", "pairwise")]
+NOT_SIGNED_IN = "Please sign in to rate (your session ended, or you are not on the annotators list)."
+NOT_FOUND = "This item is not in your queue."
+
+# Anchors: Ins-Align as the paper defines it (how well the edited image aligns with the hypothetical
+# instruction: the plausible, reasoned outcome on the right object), plus the two qualities it discusses
+# alongside it (appearance consistency / identity preservation, visual plausibility).
+INS_ALIGN = [
+    (1, "Not aligned: no visible change, or a change unrelated to the instruction"),
+    (2, "Barely: something changed, but the wrong outcome or the wrong object"),
+    (3, "Partly: the right object changes, but the outcome is incomplete or only partly what the instruction implies"),
+    (4, "Mostly: the implied outcome is clearly shown, with a minor error in extent or detail"),
+    (5, "Fully: exactly the outcome the instruction implies, on the right object, to the right extent"),
+]
+CONSISTENCY = [
+    (1, "A different image: the scene or the main objects are not preserved"),
+    (2, "Large parts the instruction does not concern changed or were replaced"),
+    (3, "Noticeable unintended changes, the scene still recognisable"),
+    (4, "Small unintended changes (colour, texture) outside the edit"),
+    (5, "Everything the instruction does not concern is unchanged"),
+]
+PLAUSIBILITY = [
+    (1, "Broken: noise, heavy distortion, unreadable"),
+    (2, "Strong artefacts or a physically impossible result"),
+    (3, "Clear artefacts or implausible parts, still readable"),
+    (4, "Minor artefacts or slightly unnatural details"),
+    (5, "A coherent, physically plausible photo without artefacts"),
+]
+
+KEYS_HELP = """**Keyboard** (outside text boxes) ·
+absolute: **1–5** score the highlighted criterion and move to the next (Ins-Align → consistency → plausibility),
+**Backspace** / **←** back one criterion, **Enter** submit ·
+pairwise: **A** / **1** / **←** left better, **B** / **2** / **→** right better, **T** / **3** tie,
+**X** / **4** both bad ·
+**S** skip · **F** flag (or type a reason in the box and press Enter) · **U** undo · **M** switch mode"""
+
+CSS = """
+#rate-item-id { display: none !important; }
+#rate-panel .rb-active { outline: 3px solid var(--color-accent) !important; outline-offset: -3px;
+                          background: var(--color-accent-soft) !important; border-radius: 6px; }
+#rate-instruction { font-size: 1.25em; }
+.rb-progress { display: flex; align-items: center; gap: 12px; }
+.rb-progress progress { flex: 1; height: 12px; }
+"""
+
+# Keyboard shortcuts: press the tab's own buttons / radio inputs while the Rate panel is visible.
+KEYS_JS = """() => {
+  if (window.__reasonbrainRateKeys) return;
+  window.__reasonbrainRateKeys = true;
+  const crits = ['rate-ins', 'rate-cons', 'rate-plaus'];
+  let crit = 0, lastItem = null;
+  const visible = (id) => { const el = document.getElementById(id); return !!el && el.offsetParent !== null; };
+  const click = (id) => {
+    let b = document.getElementById(id);
+    if (b && b.tagName !== 'BUTTON') b = b.querySelector('button');
+    if (b && !b.disabled && b.offsetParent !== null) { b.click(); return true; }
+    return false;
+  };
+  const mark = () => crits.forEach((c, i) => document.getElementById(c)?.classList.toggle('rb-active', i === crit));
+  const sync = () => {
+    const box = document.querySelector('#rate-item-id textarea, #rate-item-id input');
+    const item = box ? box.value : null;
+    if (item !== lastItem) { lastItem = item; crit = 0; mark(); }
+  };
+  new MutationObserver(sync).observe(document.body, {subtree: true, childList: true, attributes: true});
+  document.addEventListener('keydown', (e) => {
+    if (e.defaultPrevented || e.altKey || e.ctrlKey || e.metaKey || e.repeat) return;
+    const t = e.target;  // typing in a visible text field: not a shortcut (a field hidden after sign-in is not)
+    if (t && t.offsetParent !== null && (t.isContentEditable || /^(TEXTAREA|SELECT)$/.test(t.tagName) ||
+                                         (t.tagName === 'INPUT' && t.type !== 'radio'))) return;
+    if (t && t.tagName === 'BUTTON' && (e.key === 'Enter' || e.key === ' ')) return;
+    if (!visible('rate-panel')) return;
+    sync();
+    const k = e.key.length === 1 ? e.key.toLowerCase() : e.key;
+    const absolute = visible('rate-absolute'), pairwise = visible('rate-pairwise');
+    let done = false;
+    if (absolute && k >= '1' && k <= '5') {
+      const input = document.querySelector(`#${crits[crit]} input[value="${k}"]`);
+      if (input) { input.click(); crit = Math.min(crit + 1, crits.length - 1); done = true; }
+    } else if (absolute && (k === 'Backspace' || k === 'ArrowLeft')) { crit = Math.max(crit - 1, 0); done = true; }
+    else if (absolute && k === 'ArrowRight') { crit = Math.min(crit + 1, crits.length - 1); done = true; }
+    else if (absolute && k === 'Enter') done = click('rate-submit');
+    else if (pairwise && (k === 'a' || k === '1' || k === 'ArrowLeft')) done = click('rate-left');
+    else if (pairwise && (k === 'b' || k === '2' || k === 'ArrowRight')) done = click('rate-right');
+    else if (pairwise && (k === 't' || k === '3')) done = click('rate-tie');
+    else if (pairwise && (k === 'x' || k === '4')) done = click('rate-both-bad');
+    else if (k === 's') done = click('rate-skip');
+    else if (k === 'f') done = click('rate-flag');
+    else if (k === 'u') done = click('rate-undo');
+    else if (k === 'm') {
+      const other = document.querySelector('#rate-mode input:not(:checked)');
+      if (other) { other.click(); done = true; }
+    }
+    if (done) { e.preventDefault(); mark(); }
+  });
+}"""
+
+
+@dataclass
+class RateContext:
+    """What the handlers need: the rating tables, the annotators file, and (tests) a Hub API object."""
+
+    ratings: RatingStore
+    directory: AnnotatorDirectory
+    hub_api: Any = None  # None: huggingface_hub.HfApi with HF_TOKEN
+
+    @classmethod
+    def create(cls, ratings: RatingStore, hub_api: Any = None) -> RateContext:
+        return cls(ratings, AnnotatorDirectory(ratings.settings.annotators_file), hub_api)
+
+
+# ------------------------------------------------------------------------------------------------- who
+def signed_in(ctx: RateContext, token: Any, profile: Any = None) -> Annotator | None:
+    """The annotator acting, resolved on the server: an allowed Hugging Face login, else the session token."""
+    if profile is not None:
+        who = ctx.directory.from_profile(profile)
+        if who is not None:
+            return who
+    annotator_id = ctx.ratings.session_annotator(token)
+    return ctx.directory.get(annotator_id) if annotator_id else None
+
+
+def require(ctx: RateContext, token: Any, profile: Any = None, *, admin: bool = False) -> Annotator:
+    who = signed_in(ctx, token, profile)
+    if who is None:
+        raise gr.Error(NOT_SIGNED_IN)
+    if admin and not who.admin:
+        raise gr.Error("Results are for admins (they show method names, which would unblind rating).")
+    return who
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    try:
+        yield
+    except NotFound as err:
+        raise gr.Error(NOT_FOUND) from err
+    except ValueError as err:
+        if isinstance(err, gr.Error):
+            raise
+        raise gr.Error(render.esc(str(err))) from err
+
+
+# ------------------------------------------------------------------------------------------------- views
+@dataclass
+class RateView:
+    token: str | None
+    who: Annotator | None
+    mode: str
+    item: Item | None = None
+    progress: Progress = field(default_factory=Progress)
+    message: str = ""
+
+    def to_updates(self) -> tuple[Any, ...]:
+        signed = self.who is not None
+        item = self.item
+        pairwise = self.mode == "pairwise"
+        images = item.images if item else []
+        who = ""
+        if signed:
+            who = f"Signed in as **{render.esc(self.who.name)}**" + (" (admin)" if self.who.admin else "")
+        instruction = (f"**Instruction:** {render.esc(item.instruction)}" if item else
+                       "**All done in this mode.** Thank you! New items appear here when more are added.")
+        return (
+            self.token,
+            gr.Group(visible=not signed),
+            gr.Column(visible=signed),
+            who,
+            progress_html(self.progress, item),
+            instruction,
+            gr.Image(value=item.source_image if item else None),
+            gr.Image(value=images[0] if images else None, label="A (left)" if pairwise else "Edited"),
+            gr.Image(value=images[1] if len(images) > 1 else None, visible=pairwise),
+            item.assignment_id if item else "",
+            gr.Radio(value=None), gr.Radio(value=None), gr.Radio(value=None),
+            gr.Column(visible=bool(item) and not pairwise),
+            gr.Row(visible=bool(item) and pairwise),
+            gr.Row(visible=bool(item)),
+            self.message,
+            gr.Accordion(visible=signed and self.who.admin),
+        )
+
+
+def progress_html(p: Progress, item: Item | None) -> str:
+    if p.total == 0:
+        return "<div class='rb-progress'><span>No items in your queue yet.</span></div>"
+    parts = [f"<b>{p.answered} / {p.total}</b> done"]
+    if p.skipped:
+        parts.append(f"{p.skipped} skipped (they come back at the end)")
+    if p.flagged:
+        parts.append(f"{p.flagged} flagged")
+    if item is not None and item.status == "skipped":
+        parts.append("showing a skipped item again")
+    return (f"<div class='rb-progress' id='rate-progress-text'><progress value='{p.answered}' max='{p.total}'>"
+            f"</progress><span>{' · '.join(parts)}</span></div>")
+
+
+def _mode(mode: Any) -> str:
+    return mode if mode in ("absolute", "pairwise") else DEFAULT_MODE
+
+
+def current_view(ctx: RateContext, who: Annotator, token: Any, mode: Any, message: str = "") -> RateView:
+    mode = _mode(mode)
+    item = ctx.ratings.next_item(who.id, mode)
+    progress = item.progress if item else ctx.ratings.progress(who.id, mode)
+    return RateView(token=token if isinstance(token, str) else None, who=who, mode=mode, item=item,
+                    progress=progress, message=message)
+
+
+def signed_out_view(mode: Any) -> RateView:
+    return RateView(token=None, who=None, mode=_mode(mode))
+
+
+# ------------------------------------------------------------------------------------------------- handlers
+def restore(ctx: RateContext, token: Any, mode: Any, profile: Any = None) -> RateView:
+    """Opening the tab: continue where this browser's annotator left off, or show the sign-in form."""
+    who = signed_in(ctx, token, profile)
+    if who is None:
+        if profile is not None:
+            gr.Warning("Your Hugging Face account is not on this study's annotators list; ask its admin.")
+        return signed_out_view(mode)
+    return current_view(ctx, who, token, mode)
+
+
+def sign_in(ctx: RateContext, name: Any, password: Any, mode: Any) -> RateView:
+    who = ctx.directory.authenticate(name, password)
+    if who is None:
+        if ctx.directory.paused(name):
+            raise gr.Error("Too many failed attempts for this name: wait a few minutes and try again.")
+        raise gr.Error("Unknown name or wrong password.")
+    token = ctx.ratings.create_session(who.id)
+    return current_view(ctx, who, token, mode, message=f"Welcome, {render.esc(who.name)}.")
+
+
+def sign_out(ctx: RateContext, token: Any, mode: Any, profile: Any = None) -> RateView:
+    ctx.ratings.end_session(token)
+    if profile is not None and ctx.directory.from_profile(profile) is not None:
+        gr.Info("You are signed in with Hugging Face: use its Logout button at the top of the page.")
+        return restore(ctx, None, mode, profile)
+    gr.Info("Signed out.")
+    return signed_out_view(mode)
+
+
+def show(ctx: RateContext, token: Any, mode: Any, profile: Any = None) -> RateView:
+    """The current item of ``mode`` (switching modes, or reloading)."""
+    return current_view(ctx, require(ctx, token, profile), token, mode)
+
+
+def submit_absolute(ctx: RateContext, token: Any, item_id: Any, ins: Any, cons: Any, plaus: Any, mode: Any,
+                    profile: Any = None) -> RateView:
+    who = require(ctx, token, profile)
+    missing = [name for name, v in (("Ins-Align", ins), ("consistency", cons), ("plausibility", plaus)) if v is None]
+    if missing:
+        raise gr.Error(f"Score {', '.join(missing)} first (keys 1–5).")
+    return _answer(ctx, who, token, mode, lambda: ctx.ratings.rate_absolute(
+        who.id, item_id, ins_align=ins, consistency=cons, plausibility=plaus))
+
+
+def submit_pairwise(ctx: RateContext, token: Any, item_id: Any, side: str, mode: Any,
+                    profile: Any = None) -> RateView:
+    who = require(ctx, token, profile)
+    return _answer(ctx, who, token, mode, lambda: ctx.ratings.rate_pairwise(who.id, item_id, side))
+
+
+def skip(ctx: RateContext, token: Any, item_id: Any, mode: Any, profile: Any = None) -> RateView:
+    who = require(ctx, token, profile)
+    return _answer(ctx, who, token, mode, lambda: ctx.ratings.skip(who.id, item_id))
+
+
+def flag(ctx: RateContext, token: Any, item_id: Any, note: Any, mode: Any, profile: Any = None) -> RateView:
+    who = require(ctx, token, profile)
+    return _answer(ctx, who, token, mode, lambda: ctx.ratings.flag(who.id, item_id, note))
+
+
+def undo(ctx: RateContext, token: Any, mode: Any, profile: Any = None) -> RateView:
+    who = require(ctx, token, profile)
+    with user_errors():
+        answer = ctx.ratings.undo(who.id, _mode(mode))
+    message = "Nothing to undo." if answer is None else f"Undid your last {_WHAT[answer.status]}: it is shown again."
+    return current_view(ctx, who, token, mode, message)
+
+
+_WHAT = {"done": "rating", "skipped": "skip", "flagged": "flag"}
+
+
+def _answer(ctx: RateContext, who: Annotator, token: Any, mode: Any, act: Any) -> RateView:
+    try:
+        with user_errors():
+            answer = act()
+    except gr.Error as err:
+        if "already answered" not in str(err):
+            raise
+        gr.Warning("That item was already answered (a double key press?); showing your current item.")
+        return current_view(ctx, who, token, mode)
+    if answer.status == "done":
+        took = f" in {answer.seconds:.1f} s" if answer.seconds is not None else ""
+        message = f"Saved{took}."
+        if answer.too_fast:
+            message += f" ⚠ Faster than {ctx.ratings.settings.min_seconds:g} s: marked as too fast. Take your time."
+    else:
+        message = {"skipped": "Skipped: it comes back at the end.", "flagged": "Flagged: thanks for reporting it."}[
+            answer.status]
+    return current_view(ctx, who, token, mode, message)
+
+
+# --- results (admins) ----------------------------------------------------------------------------------------
+def results(ctx: RateContext, token: Any, exclude_fast: Any, profile: Any = None) -> tuple[Any, ...]:
+    require(ctx, token, profile, admin=True)
+    records = ctx.ratings.records()
+    plots_dir = _fresh_dir()
+    res = rating_results.compute(records, min_seconds=ctx.ratings.settings.min_seconds,
+                                 exclude_too_fast=bool(exclude_fast), plots_dir=plots_dir)
+    wins_headers, wins_rows = res.wins
+    note = {"pairwise": "from pairwise judgments", "absolute": "derived from absolute Ins-Align scores",
+            "none": "no comparisons yet"}[res.comparisons_from]
+    gallery = [(path, name.replace("_", " ")) for name, path in res.plots.items()]
+    return (
+        res.summary + f" Win rates and Bradley–Terry: {note}.",
+        _frame(["method", "Ins-Align [0,1]", "CI low", "CI high", "consistency [0,1]", "plausibility [0,1]",
+                "ratings", "prompts"], res.methods),
+        _frame(wins_headers, wins_rows),
+        _frame(["rank", "method", "strength", "log-strength"], res.bradley_terry),
+        _frame(["criterion", "Krippendorff's alpha", "level", "overlap units", "annotators"], res.agreement),
+        _frame(["annotator", "ratings", "median s", "too fast", "gold", "gold accuracy", "flagged"], res.annotators),
+        gallery,
+    )
+
+
+def export_files(ctx: RateContext, token: Any, profile: Any = None) -> list[str]:
+    require(ctx, token, profile, admin=True)
+    return rating_results.export(ctx.ratings, _fresh_dir())
+
+
+def push(ctx: RateContext, token: Any, repo_id: Any, profile: Any = None) -> str:
+    require(ctx, token, profile, admin=True)
+    repo = repo_id.strip() if isinstance(repo_id, str) else ""
+    out = _fresh_dir()
+    with user_errors():
+        rating_results.export(ctx.ratings, out)
+        try:
+            url = rating_results.push_to_hub(out, repo, api=ctx.hub_api, token=os.environ.get("HF_TOKEN"))
+        except (ValueError, NotFound):
+            raise
+        except Exception as err:  # network / auth errors from the Hub client: say what happened
+            logger.exception("push to the Hub failed")
+            raise gr.Error(f"Upload failed: {render.esc(err)}") from err
+    return f"Pushed to [{render.esc(repo)}]({url})."
+
+
+def _frame(headers: list[str], rows: list[list[Any]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=headers)
+
+
+def _fresh_dir(keep: int = 20) -> str:
+    """A new folder for plots / exports under the system temp dir (served by gradio); older ones are pruned."""
+    base = os.path.join(tempfile.gettempdir(), "reasonbrain-rate")
+    os.makedirs(base, exist_ok=True)
+    old = sorted((e for e in os.scandir(base) if e.is_dir()), key=lambda e: e.stat().st_mtime)
+    for entry in old[: max(0, len(old) - keep + 1)]:
+        shutil.rmtree(entry.path, ignore_errors=True)
+    return tempfile.mkdtemp(dir=base)
+
+
+# ------------------------------------------------------------------------------------------------- layout
+@dataclass
+class RateHandles:
+    token: gr.BrowserState
+    mode: gr.Radio
+    signin: gr.Group
+    panel: gr.Column
+    item_id: gr.Textbox
+    results: gr.Accordion
+    outputs: list[Any]
+
+
+def _anchors(label: str, anchors: list[tuple[int, str]], elem_id: str) -> gr.Radio:
+    return gr.Radio([(f"{k} · {text}", k) for k, text in anchors], label=label, elem_id=elem_id,
+                    elem_classes=["rb-criterion"])
+
+
+def build(ctx: RateContext) -> RateHandles:
+    """The Rate tab's components and events (page-level wiring: :func:`wire_page`)."""
+    token = gr.BrowserState(None, storage_key=STORAGE_KEY,
+                            secret=identity.browser_secret(ctx.ratings.store.data_dir))
+    with gr.Group(visible=True, elem_id="rate-signin") as signin:
+        gr.Markdown("### Sign in to rate\nAnnotators are added by the study's admin "
+                    "(`python -m app.annotators add NAME`)."
+                    + (" On this Space you can also sign in with Hugging Face (button at the top)."
+                       if identity.oauth_enabled() else ""))
+        with gr.Row():
+            name = gr.Textbox(label="Name", max_lines=1, max_length=64, elem_id="rate-name")
+            password = gr.Textbox(label="Password", type="password", max_lines=1, max_length=256,
+                                  elem_id="rate-password")
+        signin_btn = gr.Button("Sign in", variant="primary", elem_id="rate-signin-btn")
+    with gr.Column(visible=False, elem_id="rate-panel") as panel:
+        with gr.Row(equal_height=True):
+            who = gr.Markdown("", elem_id="rate-who")
+            mode = gr.Radio(MODE_CHOICES, value=DEFAULT_MODE, show_label=False, elem_id="rate-mode", scale=3)
+            signout_btn = gr.Button("Sign out", size="sm", scale=0, elem_id="rate-signout")
+        progress = gr.HTML("", js_on_load=None, elem_id="rate-progress")
+        instruction = gr.Markdown("", elem_id="rate-instruction")
+        with gr.Row(equal_height=True):
+            view = {"interactive": False, "buttons": ["fullscreen"], "height": 360}
+            source = gr.Image(label="Source", elem_id="rate-source", **view)
+            image_a = gr.Image(label="Edited", elem_id="rate-image-a", **view)
+            image_b = gr.Image(label="B (right)", elem_id="rate-image-b", visible=False, **view)
+        item_id = gr.Textbox(elem_id="rate-item-id", show_label=False, interactive=False)  # hidden by CSS
+        with gr.Column(visible=False, elem_id="rate-absolute") as absolute:
+            ins = _anchors("Ins-Align: does the edit show what the instruction implies?", INS_ALIGN, "rate-ins")
+            cons = _anchors("Appearance consistency: is the rest of the image preserved?", CONSISTENCY, "rate-cons")
+            plaus = _anchors("Visual plausibility: does the result look real and coherent?", PLAUSIBILITY,
+                             "rate-plaus")
+            submit_btn = gr.Button("Submit (Enter)", variant="primary", elem_id="rate-submit")
+        with gr.Row(visible=False, elem_id="rate-pairwise") as pairwise:
+            left_btn = gr.Button("A (left) is better · A", elem_id="rate-left")
+            right_btn = gr.Button("B (right) is better · B", elem_id="rate-right")
+            tie_btn = gr.Button("Tie · T", elem_id="rate-tie")
+            bad_btn = gr.Button("Both bad · X", elem_id="rate-both-bad")
+        with gr.Row(visible=False, equal_height=True) as actions:
+            skip_btn = gr.Button("Skip · S", size="sm", elem_id="rate-skip")
+            note = gr.Textbox(placeholder="Why flag it? (optional)", show_label=False, max_lines=1,
+                              max_length=500, elem_id="rate-flag-note", scale=3)
+            flag_btn = gr.Button("Flag · F", size="sm", elem_id="rate-flag")
+            undo_btn = gr.Button("Undo · U", size="sm", elem_id="rate-undo")
+        message = gr.Markdown("", elem_id="rate-message")
+        gr.Markdown(KEYS_HELP, elem_id="rate-keys")
+        with gr.Accordion("Results (admins)", open=False, visible=False, elem_id="rate-results") as results_box:
+            with gr.Row():
+                exclude_fast = gr.Checkbox(True, label="Leave out too-fast answers", elem_id="rate-exclude-fast")
+                refresh_btn = gr.Button("Refresh results", elem_id="rate-refresh")
+            summary = gr.Markdown("")
+            methods_df = gr.Dataframe(label="Ins-Align per method (95% bootstrap CI)", interactive=False)
+            wins_df = gr.Dataframe(label="Win rate of row over column (comparisons)", interactive=False)
+            bt_df = gr.Dataframe(label="Bradley–Terry ranking", interactive=False)
+            alpha_df = gr.Dataframe(label="Agreement on overlap items", interactive=False)
+            annotators_df = gr.Dataframe(label="Annotators", interactive=False)
+            plots = gr.Gallery(label="Plots (click to enlarge)", columns=4, height="auto", object_fit="contain")
+            with gr.Row():
+                export_btn = gr.Button("Export CSV / JSONL / report", elem_id="rate-export")
+                files = gr.File(label="Export", file_count="multiple", interactive=False)
+            with gr.Row():
+                repo = gr.Textbox(label="Hugging Face dataset repo", placeholder="owner/name", max_lines=1)
+                push_btn = gr.Button("Push to the Hub", elem_id="rate-push")
+            push_status = gr.Markdown("")
+
+    outputs = [token, signin, panel, who, progress, instruction, source, image_a, image_b, item_id, ins, cons,
+               plaus, absolute, pairwise, actions, message, results_box]
+    h = RateHandles(token=token, mode=mode, signin=signin, panel=panel, item_id=item_id, results=results_box,
+                    outputs=outputs)
+
+    # Every handler takes the browser's token and resolves the annotator on the server (profile: HF login).
+    def _sign_in(name_value: Any, password_value: Any, mode_value: Any) -> tuple[Any, ...]:
+        """Sign in with name + password; returns the session token and the first item."""
+        return sign_in(ctx, name_value, password_value, mode_value).to_updates()
+
+    def _sign_out(tok: Any, mode_value: Any, profile: gr.OAuthProfile | None) -> tuple[Any, ...]:
+        return sign_out(ctx, tok, mode_value, profile).to_updates()
+
+    def _show(tok: Any, mode_value: Any, profile: gr.OAuthProfile | None) -> tuple[Any, ...]:
+        """The annotator's current item in this mode."""
+        return show(ctx, tok, mode_value, profile).to_updates()
+
+    def _absolute(tok: Any, item: Any, i: Any, c: Any, p: Any, mode_value: Any,
+                  profile: gr.OAuthProfile | None) -> tuple[Any, ...]:
+        """Score the current item (Ins-Align, consistency, plausibility: 1-5 each)."""
+        return submit_absolute(ctx, tok, item, i, c, p, mode_value, profile).to_updates()
+
+    def _pairwise(side: str):
+        def handler(tok: Any, item: Any, mode_value: Any, profile: gr.OAuthProfile | None) -> tuple[Any, ...]:
+            return submit_pairwise(ctx, tok, item, side, mode_value, profile).to_updates()
+        return handler
+
+    def _skip(tok: Any, item: Any, mode_value: Any, profile: gr.OAuthProfile | None) -> tuple[Any, ...]:
+        return skip(ctx, tok, item, mode_value, profile).to_updates()
+
+    def _flag(tok: Any, item: Any, why: Any, mode_value: Any, profile: gr.OAuthProfile | None) -> tuple[Any, ...]:
+        return (*flag(ctx, tok, item, why, mode_value, profile).to_updates(), "")
+
+    def _undo(tok: Any, mode_value: Any, profile: gr.OAuthProfile | None) -> tuple[Any, ...]:
+        return undo(ctx, tok, mode_value, profile).to_updates()
+
+    def _results(tok: Any, fast: Any, profile: gr.OAuthProfile | None) -> tuple[Any, ...]:
+        return results(ctx, tok, fast, profile)
+
+    def _export(tok: Any, profile: gr.OAuthProfile | None) -> list[str]:
+        return export_files(ctx, tok, profile)
+
+    def _push(tok: Any, repo_id: Any, profile: gr.OAuthProfile | None) -> str:
+        return push(ctx, tok, repo_id, profile)
+
+    fast = {"concurrency_limit": None}  # database work only: no need to queue behind edits
+    signin_btn.click(_sign_in, [name, password, mode], outputs, api_name="rate_sign_in", **fast).then(
+        lambda: "", None, password, queue=False, api_visibility="private")
+    password.submit(_sign_in, [name, password, mode], outputs, api_visibility="private", **fast).then(
+        lambda: "", None, password, queue=False, api_visibility="private")
+    signout_btn.click(_sign_out, [token, mode], outputs, api_name="rate_sign_out", **fast)
+    mode.input(_show, [token, mode], outputs, api_name="rate_show", **fast)
+    submit_btn.click(_absolute, [token, item_id, ins, cons, plaus, mode], outputs, api_name="rate_absolute",
+                     trigger_mode="once", **fast)
+    for btn, side in ((left_btn, "left"), (right_btn, "right"), (tie_btn, "tie"), (bad_btn, "both_bad")):
+        btn.click(_pairwise(side), [token, item_id, mode], outputs, api_name=f"rate_{side}", trigger_mode="once",
+                  **fast)
+    skip_btn.click(_skip, [token, item_id, mode], outputs, api_name="rate_skip", trigger_mode="once", **fast)
+    flag_btn.click(_flag, [token, item_id, note, mode], [*outputs, note], api_name="rate_flag", trigger_mode="once",
+                   **fast)
+    note.submit(_flag, [token, item_id, note, mode], [*outputs, note], api_visibility="private",
+                trigger_mode="once", **fast)  # type a reason, Enter flags
+    undo_btn.click(_undo, [token, mode], outputs, api_name="rate_undo", trigger_mode="once", **fast)
+    refresh_btn.click(_results, [token, exclude_fast],
+                      [summary, methods_df, wins_df, bt_df, alpha_df, annotators_df, plots], api_name="rate_results")
+    export_btn.click(_export, [token], files, api_name="rate_export")
+    push_btn.click(_push, [token, repo], push_status, api_name="rate_push")
+    return h
+
+
+def wire_page(demo: gr.Blocks, tab: gr.Tab, h: RateHandles, ctx: RateContext) -> None:
+    """Page-level wiring: opening the tab restores this browser's sign-in; the keyboard shortcuts."""
+
+    def _restore(tok: Any, mode_value: Any, profile: gr.OAuthProfile | None) -> tuple[Any, ...]:
+        """Continue where this browser's annotator left off (or show the sign-in form)."""
+        return restore(ctx, tok, mode_value, profile).to_updates()
+
+    tab.select(_restore, [h.token, h.mode], h.outputs, api_name="rate_restore", concurrency_limit=None)
+    demo.load(None, js=KEYS_JS)
