@@ -51,9 +51,11 @@ def test_training_loss_falls_logs_and_resumes(synth_data, tmp_path):
                                         "defaults": {"referring_vocabulary": "synthworld"}},
         data_dir=str(synth_data), output_dir=str(tmp_path / "run"), max_steps=24, batch_size=4,
         learning_rate=3e-3, lr_warmup_steps=2, log_every=1, val_every=24, val_samples=3, val_steps=1,
-        save_every=12, vae_steps=2, cond_dropout=0.0,
+        save_every=12, vae_steps=2, vae_batch_size=4, cond_dropout=0.0, edit_region_weight=4.0,
     )
     summary = train(cfg)
+    vae = json.loads((tmp_path / "run" / "vae_report.json").read_text())
+    assert vae["steps"] == 2 and 0 < vae["recon_l1"] < 1 and 0.0 <= vae["oracle_accuracy"] <= 1.0
     assert summary["steps"] == 24
     rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
     assert len(rows) == 24 and set(rows[0]) >= {"step", "loss", "dm_loss", "mllm_loss", "lr"}
@@ -76,6 +78,20 @@ def test_training_loss_falls_logs_and_resumes(synth_data, tmp_path):
     assert main(["--config", str(cfg_path), "--resume"]) == 0
     rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
     assert [int(r["step"]) for r in rows[-2:]] == [25, 26]
+
+
+def test_edit_region_weight_counts_only_changed_cells():
+    import torch
+
+    from reasonbrain.training.task import ReasonBrainTrainingTask
+
+    source = torch.zeros(2, 3, 8, 8)
+    target = source.clone()
+    target[0, 1, 0, 0] = 0.5  # one pixel of sample 0 changes: the top-left latent cell (2x2 latents)
+    target[1, :, 5, 5] = 0.04  # below the threshold: not an edit
+    mask = ReasonBrainTrainingTask.edit_mask(source, target, (2, 2))
+    assert mask.shape == (2, 1, 2, 2)
+    assert mask[0, 0].tolist() == [[1.0, 0.0], [0.0, 0.0]] and mask[1].sum() == 0
 
 
 def test_train_config_rejects_unknown_keys(tmp_path):

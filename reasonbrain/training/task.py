@@ -60,6 +60,7 @@ class ReasonBrainTrainingTask(nn.Module):
         cond_dropout: float = 0.05,
         mllm_loss_weight: float = 1.0,
         edit_region_weight: float = 0.0,
+        target_latents: str = "sample",
     ) -> None:
         super().__init__()
         self.model = model
@@ -67,6 +68,9 @@ class ReasonBrainTrainingTask(nn.Module):
         self.cond_dropout = cond_dropout
         self.mllm_loss_weight = mllm_loss_weight
         self.edit_region_weight = edit_region_weight
+        if target_latents not in ("sample", "mode"):
+            raise ValueError(f"target_latents must be 'sample' or 'mode', got {target_latents!r}")
+        self.target_latents = target_latents
 
     def forward(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         model = self.model
@@ -83,7 +87,10 @@ class ReasonBrainTrainingTask(nn.Module):
             for i in torch.nonzero(drop_text).flatten().tolist():
                 instructions[i], object_tokens[i] = "", ""
         with torch.no_grad():
-            latents = model.encode_target_latents(target, generator=None)  # (B, C, h, w)
+            if self.target_latents == "mode":  # a VAE trained from scratch keeps a wide posterior: use its mean
+                latents = model.encode_image_latents(target) * model.vae.config.scaling_factor
+            else:
+                latents = model.encode_target_latents(target, generator=None)  # (B, C, h, w)
             image_latents = model.encode_image_latents(source)
         image_latents = image_latents * (~drop_image).to(device, image_latents.dtype)[:, None, None, None]
         cond = model.encode_condition(

@@ -72,6 +72,7 @@ class TrainConfig:
     vae_learning_rate: float = 1e-3
     vae_batch_size: int = 32
     edit_region_weight: float = 0.0  # extra loss weight on the latents that change from source to target
+    target_latents: str = "sample"  # "mode": the VAE posterior's mean as the target (VAEs trained from scratch)
     max_train_samples: int | None = None
 
     @classmethod
@@ -279,7 +280,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         model.to(accelerator.device)
         pretrain_vae(model, cfg, records, accelerator, cfg.output_dir)
 
-    task = ReasonBrainTrainingTask(model, cond_dropout=cfg.cond_dropout, edit_region_weight=cfg.edit_region_weight)
+    task = ReasonBrainTrainingTask(model, cond_dropout=cfg.cond_dropout, edit_region_weight=cfg.edit_region_weight,
+                                   target_latents=cfg.target_latents)
     optimizer = torch.optim.AdamW(task.trainable_parameters(), lr=cfg.learning_rate, betas=cfg.adam_betas,
                                   weight_decay=cfg.weight_decay)
     lr_scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.lr_warmup_steps,
