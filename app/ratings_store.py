@@ -30,7 +30,6 @@ import math
 import os
 import random
 import secrets
-import tempfile
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -53,7 +52,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from app.store import MAX_USER_ID_CHARS, Base, NotFound, Store, UTCDateTime
+from app.store import MAX_USER_ID_CHARS, Base, NotFound, Store, UTCDateTime, write_atomic
+from reasonbrain.reason50k import read_split
 
 logger = logging.getLogger(__name__)
 
@@ -285,18 +285,7 @@ class RatingStore:
         rel = f"{IMAGES_DIR}/{sha[:2]}/{sha}.png"
         path = self.image_path(rel)
         if not os.path.isfile(path):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=os.path.dirname(path))
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
+            write_atomic(path, data)
         return rel
 
     # --- importing outputs ------------------------------------------------------------------------------------
@@ -366,11 +355,11 @@ class RatingStore:
                     f"{folder} must hold exactly one Reason50K-format .jsonl (found {len(jsonls)}); or name the "
                     "records with --records and put the outputs in the folder as <record id>.png"
                 )
-            pairs = [(rec, rec.tgt_image) for rec in read_records(os.path.join(folder, jsonls[0]))]
+            pairs = [(rec, rec.tgt_image) for rec in read_split(os.path.join(folder, jsonls[0]))]
         else:
             by_id = _images_by_stem(folder)
             pairs = []
-            for rec in read_records(records):
+            for rec in read_split(records):
                 path = by_id.get(rec.id)
                 if path is None:
                     report.skipped.append(f"{rec.id}: no output image in {folder}")
@@ -740,40 +729,6 @@ def prompt_key(source: PIL.Image.Image, instruction: str) -> str:
     h.update(rgb.tobytes())
     h.update(b"\n" + " ".join(instruction.split()).lower().encode())
     return h.hexdigest()
-
-
-@dataclass
-class Record:
-    id: str
-    category: str
-    src_image: str  # absolute paths
-    tgt_image: str
-    instruction: str
-
-
-REQUIRED_FIELDS = ("id", "category", "src_image", "tgt_image", "instruction")
-
-
-def read_records(path: str) -> list[Record]:
-    """The Reason50K jsonl fields a rating import needs (the format of ``reasonbrain.training.data.read_split``,
-    read here without importing the training stack): image paths are relative to the jsonl's folder."""
-    root = os.path.dirname(os.path.abspath(path))
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{line_no} is not valid JSON: {err}") from err
-            missing = [k for k in REQUIRED_FIELDS if k not in data]
-            if missing:
-                raise ValueError(f"{path}:{line_no} lacks the Reason50K fields {missing}")
-            out.append(Record(id=str(data["id"]), category=str(data["category"]),
-                              src_image=os.path.join(root, data["src_image"]),
-                              tgt_image=os.path.join(root, data["tgt_image"]), instruction=str(data["instruction"])))
-    return out
 
 
 def task_key(mode: str, prompt: str, method_a: str, method_b: str | None) -> str:

@@ -318,20 +318,7 @@ class Store:
         path = self.image_path(rel)
         if os.path.isfile(path):
             return  # content-addressed: same name, same bytes (files only appear through os.replace)
-        folder = os.path.dirname(path)
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        _fsync_dir(folder)
+        write_atomic(path, data)
 
     def gc_images(self, candidates: Iterable[str] | None = None) -> list[str]:
         """Delete image files no row references. ``candidates``: relative paths to consider (None: every file
@@ -655,6 +642,25 @@ def _fsync_dir(folder: str) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers (and a crash) see the whole file or none: a temp file in the same
+    folder, fsync'd, renamed into place, then the folder fsync'd. Leftover temp files start with ``.tmp-``."""
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(folder)
 
 
 def _encode_png(image: PIL.Image.Image) -> tuple[bytes, str]:
