@@ -67,7 +67,41 @@ def _rgb(images: Sequence[Image.Image]) -> list[Image.Image]:
     return [im.convert("RGB") for im in images]
 
 
-class ClipEmbedder:
+class _ImageEmbedder:
+    """Shared by the CLIP and DINO embedders: device handling and batched image embedding."""
+
+    model: Any
+    image_processor: Any
+    batch_size: int
+
+    def to(self, device: Any):
+        self.model.to(device)
+        return self
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    def _image_features(self, pixels):  # (B, 3, S, S) -> (B, D)
+        raise NotImplementedError
+
+    def _dim(self) -> int:
+        raise NotImplementedError
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        import torch
+
+        images = _rgb(images)
+        rows = []
+        with torch.no_grad():
+            for i in range(0, len(images), self.batch_size):
+                pixels = self.image_processor(images=images[i : i + self.batch_size], return_tensors="pt")["pixel_values"]
+                pixels = pixels.to(device=self.device, dtype=self.model.dtype)  # (B, 3, S, S)
+                rows.append(self._image_features(pixels).float().cpu().numpy())
+        return np.concatenate(rows) if rows else np.zeros((0, self._dim()), np.float32)
+
+
+class ClipEmbedder(_ImageEmbedder):
     """CLIP image and text embeddings (projected, un-normalised) from a transformers ``CLIPModel``.
 
     ``image_processor`` may be None: a CLIP-style processor (resize the short side, centre crop, CLIP
@@ -100,25 +134,11 @@ class ClipEmbedder:
         emb = cls(model, processor.tokenizer, processor.image_processor)
         return emb.to(device) if device is not None else emb
 
-    def to(self, device: Any) -> ClipEmbedder:
-        self.model.to(device)
-        return self
+    def _image_features(self, pixels):
+        return _features(self.model.get_image_features(pixel_values=pixels))
 
-    @property
-    def device(self):
-        return next(self.model.parameters()).device
-
-    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        import torch
-
-        images = _rgb(images)
-        rows = []
-        with torch.no_grad():
-            for i in range(0, len(images), self.batch_size):
-                pixels = self.image_processor(images=images[i : i + self.batch_size], return_tensors="pt")["pixel_values"]
-                pixels = pixels.to(device=self.device, dtype=self.model.dtype)  # (B, 3, S, S)
-                rows.append(_features(self.model.get_image_features(pixel_values=pixels)).float().cpu().numpy())
-        return np.concatenate(rows) if rows else np.zeros((0, self.model.config.projection_dim), np.float32)
+    def _dim(self) -> int:
+        return int(self.model.config.projection_dim)
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         import torch
@@ -136,7 +156,7 @@ class ClipEmbedder:
         return np.concatenate(rows) if rows else np.zeros((0, self.model.config.projection_dim), np.float32)
 
 
-class DinoEmbedder:
+class DinoEmbedder(_ImageEmbedder):
     """DINO features: the CLS token of a transformers ``ViTModel``'s last hidden state (after the final norm).
 
     ``image_processor`` may be None: a ViT processor (resize to ``config.image_size``, ImageNet mean/std) is then
@@ -169,23 +189,8 @@ class DinoEmbedder:
         emb = cls(model, processor)
         return emb.to(device) if device is not None else emb
 
-    def to(self, device: Any) -> DinoEmbedder:
-        self.model.to(device)
-        return self
+    def _image_features(self, pixels):
+        return self.model(pixel_values=pixels).last_hidden_state[:, 0]  # CLS of (B, 1 + patches, D)
 
-    @property
-    def device(self):
-        return next(self.model.parameters()).device
-
-    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        import torch
-
-        images = _rgb(images)
-        rows = []
-        with torch.no_grad():
-            for i in range(0, len(images), self.batch_size):
-                pixels = self.image_processor(images=images[i : i + self.batch_size], return_tensors="pt")["pixel_values"]
-                pixels = pixels.to(device=self.device, dtype=self.model.dtype)  # (B, 3, S, S)
-                hidden = self.model(pixel_values=pixels).last_hidden_state  # (B, 1 + patches, D)
-                rows.append(hidden[:, 0].float().cpu().numpy())  # CLS, (B, D)
-        return np.concatenate(rows) if rows else np.zeros((0, self.model.config.hidden_size), np.float32)
+    def _dim(self) -> int:
+        return int(self.model.config.hidden_size)
