@@ -176,13 +176,31 @@ def _start_app(data_dir: str, port: int) -> subprocess.Popen:
     raise RuntimeError("the app did not start within 120 s")
 
 
-def test_kill_9_mid_edit_keeps_all_committed_history(tmp_path):
+def _seed_rating_study(data_dir: str) -> None:
+    from app.annotators import AnnotatorDirectory
+    from app.ratings_store import RatingStore
+    from app.store import Store
+    from tests.test_rate_handlers import PASSWORD, seed_study
+
+    with Store(os.path.join(data_dir, "studio.db"), data_dir) as store:
+        ratings = RatingStore(store)
+        seed_study(ratings, n_prompts=12)
+        AnnotatorDirectory(ratings.settings.annotators_file).add("alice", PASSWORD)
+
+
+def test_kill_9_mid_edit_and_mid_rating_keeps_all_committed_history(tmp_path, monkeypatch):
     from gradio_client import Client
 
+    from tests.test_rate_client import ITEM, MESSAGE, TOKEN
+    from tests.test_rate_handlers import PASSWORD
+
+    monkeypatch.setenv("REASONBRAIN_RATE_MIN_SECONDS", "0")  # inherited by the app's process
     data_dir, port = str(tmp_path / "data"), free_port()
+    _seed_rating_study(data_dir)
     scene = tmp_path / "scene.png"
     PIL.Image.new("RGB", (64, 64), (200, 220, 255)).save(scene)
     acknowledged: list[tuple[str, str]] = []  # (user, step id) the app confirmed before it died
+    rated: list[str] = []  # items whose rating the app confirmed
     kills = 0
     for round_no in range(2):
         proc = _start_app(data_dir, port)
@@ -198,7 +216,20 @@ def test_kill_9_mid_edit_keeps_all_committed_history(tmp_path):
             except Exception:  # the connection dies with the server
                 return
 
-        workers = [threading.Thread(target=edits) for _ in range(3)]
+        def rates(stop: threading.Event = stop) -> None:
+            try:
+                client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False)
+                out = client.predict("alice", PASSWORD, "absolute", api_name="/rate_sign_in")
+                token, item = out[TOKEN], out[ITEM]
+                while item and not stop.is_set():
+                    out = client.predict(token, item, 4, 3, 5, "absolute", api_name="/rate_absolute")
+                    if "Saved" in out[MESSAGE]:
+                        rated.append(item)
+                    item = out[ITEM]
+            except Exception:
+                return
+
+        workers = [threading.Thread(target=edits) for _ in range(3)] + [threading.Thread(target=rates)]
         seen = len(acknowledged)
         for w in workers:
             w.start()
@@ -223,6 +254,9 @@ def test_kill_9_mid_edit_keeps_all_committed_history(tmp_path):
             assert not report["unreferenced_files"], report
             for user, step_id in acknowledged:  # every edit the app confirmed survived the kills
                 assert os.path.isfile(store.image_path(store.get_step(user, step_id).output_image))
+            from app.ratings_store import RatingStore
+
+            assert len(RatingStore(store).my_ratings("local:alice")) >= len(rated)  # and every rating
         client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False)
         client.predict(None, api_name="/identify")
         client.predict(*edit_args(str(scene), steps=1), api_name="/edit_image")  # and it serves again
@@ -230,7 +264,8 @@ def test_kill_9_mid_edit_keeps_all_committed_history(tmp_path):
         proc.kill()
         proc.wait(timeout=30)
     assert acknowledged, "no edit completed before the kills; the test proved nothing"
-    print(f"\nkill -9 faults survived: {kills}, acknowledged edits: {len(acknowledged)}, rows lost: 0")
+    print(f"\nkill -9 faults survived: {kills}, acknowledged edits: {len(acknowledged)}, acknowledged ratings: "
+          f"{len(rated)}, rows lost: 0")
 
 
 # -------------------------------------------------------------------------------------------------- security
