@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         train_cfg = json.load(f)
     with open(os.path.join(args.run, "metrics.csv"), encoding="utf-8") as f:
         last = list(csv.DictReader(f))[-1]
-    metrics = {"test": test, "ci_subset": ci_subset, "chains": chains, "training": summary, "final_losses": last}
+    vae_path = os.path.join(args.run, "vae_report.json")
+    vae = json.load(open(vae_path, encoding="utf-8")) if os.path.exists(vae_path) else {}
+    metrics = {"vae": vae, "test": test, "ci_subset": ci_subset, "chains": chains, "training": summary, "final_losses": last}
     with open(os.path.join(tmp, "metrics.json"), "w", encoding="utf-8") as f:
         json.dump(metrics, f, indent=2)
     if os.path.exists(os.path.join(args.run, "loss_curve.png")):
@@ -66,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         hardware=f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
         loss=last["loss"], dm=last["dm_loss"], mllm=last["mllm_loss"],
         params=sum(p.numel() for p in pipe.model.parameters()) / 1e6,
+        vae_steps=vae.get("steps", "?"), vae_batch=train_cfg.get("vae_batch_size", "?"),
+        vae_wall=vae.get("wall_time_s", 0) / 60, recon_l1=vae.get("recon_l1", "?"),
+        oracle=f"{vae['oracle_accuracy']:.1%}" if "oracle_accuracy" in vae else "not measured",
+        target_latents=train_cfg.get("target_latents", "sample"), erw=train_cfg.get("edit_region_weight", 0.0),
+        erw_total=1 + float(train_cfg.get("edit_region_weight", 0.0)),
     )
     with open(os.path.join(tmp, "README.md"), "w", encoding="utf-8") as f:
         f.write(card)
@@ -87,9 +94,15 @@ real hypothetical edits on a fresh offline machine. Regions come from the colour
 causal 25 %, story 15 %. The test split holds out 4 instruction templates and 12 object x background combinations.
 
 ## Training
-{steps} steps, batch {batch}, AdamW lr {lr} (cosine, warm-up), weight decay 1e-2, after a VAE reconstruction
-pre-training phase; {wall:.0f} min wall time on {hardware}. Final losses: total {loss}, diffusion {dm}, MLLM {mllm}.
-Rebuild: `make synth-checkpoint`. Checkpoint size {size:.1f} MB.
+1. VAE reconstruction pre-training: {vae_steps} steps, batch {vae_batch}, {vae_wall:.0f} min. Reconstruction L1 {recon_l1}
+   on validation targets; *oracle* reasoning accuracy {oracle} (true targets through the VAE: the ceiling it puts
+   on any denoiser).
+2. Denoiser (everything but the frozen VAE): {steps} steps, batch {batch}, AdamW lr {lr} (cosine, warm-up), weight
+   decay 1e-2, x0-prediction on the VAE posterior's mode (`target_latents: {target_latents}`), edit-region loss
+   weight {erw} (latent cells that change from source to target count {erw_total:g}x); {wall:.0f} min.
+
+Hardware: {hardware}. Final losses: total {loss}, diffusion {dm}, MLLM {mllm}.
+Rebuild: `make synth-checkpoint` (recipe `configs/train_synth.json`). Checkpoint size {size:.1f} MB.
 
 ## Reasoning accuracy on the held-out test split
 An edit is correct when its mean absolute RGB error to the true target is strictly smaller than to each alternative
