@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                     client.predict(api_name="/continue_chain")
                 elif action == "undo":  # the undone step is no longer expected in the history
                     client.predict(api_name="/undo")
-                    live = {s.id for c in store.list_chains(uid, limit=10_000)
+                    live = {s.id for c in store.list_chains(uid, limit=1000)
                             for s in store.get_chain(uid, c.id, details=False).steps}
                     with lock:
                         mine[:] = [s for s in mine if s in live]
@@ -121,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                 lost += not os.path.isfile(store.image_path(step.output_image))
             except Exception:
                 lost += 1
-    leaks = sum(1 for a in acknowledged for b in acknowledged if a != b
-                and {c.id for c in store.list_chains(a, limit=10_000)} & {c.id for c in store.list_chains(b, limit=10_000)})
+    chains_of = {uid: {c.id for c in store.list_chains(uid, limit=1000)} for uid in acknowledged}
+    leaks = sum(1 for a in chains_of for b in chains_of if a != b and chains_of[a] & chains_of[b])
     report = consistency.check(store)
     demo.close()
     store.close()

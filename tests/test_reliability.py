@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def snapshot(store) -> tuple[int, int, list[str]]:
     users = store.user_ids()
-    chains = sum(len(store.list_chains(u, limit=10_000)) for u in users)
+    chains = sum(len(store.list_chains(u, limit=1000)) for u in users)
     steps = sum(store.count_steps(u) for u in users)
     return chains, steps, sorted(store.image_files())
 
