@@ -281,3 +281,21 @@ def test_real_preset_builds_offline_on_meta_device():
     assert 0 < rows["language_model"][1] < 0.01 * rows["language_model"][0]  # LoRA only
     assert rows["frce"][0] > 1e7 and rows["cme"][0] > 1e7
     assert rows["vision_tower (E_I)"][1] == 0 and rows["vae"][1] == 0
+
+
+def test_mode_targets_are_the_vae_posterior_mean_and_sampled_targets_are_not():
+    model = get_dummy_components().eval()
+    batch = dummy_batch(model)
+
+    def loss(target_latents: str) -> float:
+        task = ReasonBrainTrainingTask(model, cond_dropout=0.0, target_latents=target_latents)
+        with torch.no_grad():
+            return task(batch, generator=torch.Generator().manual_seed(0))["dm_loss"].item()
+
+    assert loss("mode") == loss("mode")  # same noise and timesteps, deterministic target
+    torch.manual_seed(1)
+    first = loss("sample")
+    torch.manual_seed(2)
+    assert loss("sample") != first  # the sampled target latent differs between calls
+    with pytest.raises(ValueError, match="target_latents"):
+        ReasonBrainTrainingTask(model, target_latents="mean")
