@@ -126,20 +126,16 @@ def build_app(engine: Engine, store: Store, *, rate_ctx: rate.RateContext | None
             view = history.open_in_editor(store, user_id, evt.value)
             return (*view.to_updates(), gr.Tabs(selected="edit"))
 
-        def _controls(session: Any) -> tuple[Any, ...]:
-            return edit.control_states(session)
-
-        hist_h.cards.select(_open, user_state, [*edit_h.view_outputs, tabs], api_visibility="private").then(
-            _controls, edit_h.session, edit_h.controls, queue=False, api_visibility="private")
+        edit.follow_up(store, user_state, edit_h, hist_h.cards.select(
+            _open, user_state, [*edit_h.view_outputs, tabs], api_visibility="private"))
 
         def _open_by_id(user_id: Any, chain_id: Any) -> tuple[Any, ...]:
             """Reopen a chain by id in the Edit tab (API)."""
             return (*history.open_in_editor(store, user_id, chain_id).to_updates(), gr.Tabs(selected="edit"))
 
         chain_id_box = gr.Textbox(visible=False, elem_id="open-chain-id")
-        chain_id_box.submit(_open_by_id, [user_state, chain_id_box], [*edit_h.view_outputs, tabs],
-                            api_name="open_chain").then(_controls, edit_h.session, edit_h.controls, queue=False,
-                                                        api_visibility="private")
+        edit.follow_up(store, user_state, edit_h, chain_id_box.submit(
+            _open_by_id, [user_state, chain_id_box], [*edit_h.view_outputs, tabs], api_name="open_chain"))
     return demo, AppHandles(edit=edit_h, history=hist_h, presenter=pres_h, rate=rate_h, user_state=user_state,
                             browser_id=browser_id, tabs=tabs)
 

@@ -100,10 +100,14 @@ def test_edit_creates_chain_and_step_and_shows_the_reasoning(engine, store, scen
     assert "ice cube" in view.object_md and "&lt;obj&gt;" not in view.object_md and "<obj> ice cube" in view.object_md
     assert "Token ids" in view.object_md and "Seed:** `7`" in view.object_md
     assert "**Reasoning:** —" in view.object_md  # the tiny preset generates no reasoning text
-    assert isinstance(view.heatmap, PIL.Image.Image)
+    heatmap, regions_image = edit.reasoning_images(store, ALICE, view.session)
+    assert isinstance(heatmap, PIL.Image.Image) and heatmap.size == (96, 80)
+    assert edit.reasoning_images(store, ALICE, edit.empty_session()) == (None, None)
+    with pytest.raises(gr.Error, match="belongs to someone else"):  # another user's step id: no images
+        edit.reasoning_images(store, BOB, view.session)
     attention = [float(r[3].rstrip("%")) for r in view.regions_table]
     assert attention == sorted(attention, reverse=True) and len(attention) == len(step.details["region_labels"])
-    base, masks = view.regions_image
+    base, masks = regions_image
     assert len(masks) == len(step.details["region_labels"]) - 1  # object regions; the background left out
     assert all(m.shape == (base.height, base.width) for m, _ in masks)
     stages = [r[0] for r in view.timings]
@@ -116,7 +120,11 @@ def test_edit_creates_chain_and_step_and_shows_the_reasoning(engine, store, scen
     assert PIL.Image.open(view.download_png).size == (96, 80)
     assert f'data-select="{step.id}"' in view.timeline and "rb-current" in view.timeline
     updates = view.to_updates()
-    assert len(updates) == 15 and updates[11] == view.download_png
+    assert len(updates) == 13 and updates[9] == view.download_png
+    result_updates = view.result_updates()  # what the edit event sends: no input image or prompt
+    assert len(result_updates) == 11 and result_updates[7] == view.download_png
+    with pytest.raises(ValueError):
+        edit.continue_from_result(store, ALICE, view.session).result_updates()
 
 
 def test_continue_makes_a_child_and_branching_from_an_earlier_step_makes_a_sibling(engine, store, scene):
@@ -332,6 +340,8 @@ def test_a_missing_image_file_is_a_clear_error(store, sample_result):
     os.unlink(store.image_path(s1.input_image))  # the chain's source image vanished from disk
     with pytest.raises(gr.Error, match="stored image could not be read"):
         edit.select_step(store, ALICE, session, s1.id)
+    with pytest.raises(gr.Error, match="stored image could not be read"):
+        edit.reasoning_images(store, ALICE, dict(session, step_id=s1.id))
 
 
 # ------------------------------------------------------------------------------------------------- identity

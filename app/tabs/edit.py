@@ -74,9 +74,7 @@ class EditView:
     slider: tuple[str, str] | None = None  # (before, after) paths
     status: str = ""
     object_md: str = ""
-    heatmap: Any = None  # PIL image
     regions_table: list[list[Any]] = field(default_factory=list)
-    regions_image: tuple[Any, list[tuple[np.ndarray, str]]] | None = None
     region_info: str = ""
     timings: list[list[Any]] = field(default_factory=list)
     download_png: str | None = None
@@ -95,8 +93,10 @@ class EditView:
         return self.session.get("chain_id") is not None
 
     def to_updates(self) -> tuple[Any, ...]:
-        """Plain values in the order of ``EditHandles.view_outputs``. Which buttons are enabled is a separate,
-        instant follow-up event (``control_states``): config updates cost far more than values in gradio."""
+        """Plain values in the order of ``EditHandles.view_outputs``. Which buttons are enabled and the two
+        reasoning images are separate follow-up events (``control_states``, ``reasoning_images``), so the result
+        is shown as soon as it is saved: config updates cost far more than values in gradio, and the region
+        masks are one PNG each."""
 
         def val(v: Any) -> Any:
             return gr.skip() if isinstance(v, _Keep) else v
@@ -108,9 +108,7 @@ class EditView:
             self.slider,
             self.status,
             self.object_md,
-            self.heatmap,
             self.regions_table,
-            self.regions_image,
             self.region_info,
             self.timings,
             self.download_png,
@@ -118,6 +116,14 @@ class EditView:
             self.timeline,
             self.chain_title,
         )
+
+    def result_updates(self) -> tuple[Any, ...]:
+        """``to_updates`` without the input image and prompt (``EditHandles.result_outputs``): an edit leaves
+        both as they are, and even a ``gr.skip()`` costs a config update."""
+        if not (isinstance(self.input_image, _Keep) and isinstance(self.prompt, _Keep)):
+            raise ValueError("result_updates() is for views that keep the input image and the prompt")
+        values = self.to_updates()
+        return (values[0], *values[3:])
 
 
 def control_states(session: Any, *, busy: bool = False) -> tuple[Any, ...]:
@@ -173,7 +179,7 @@ def run_edit(
         engine, store, user_id, session, image, instruction, steps, guidance_scale, image_guidance_scale, seed,
         randomize_seed, scheduler, progress=progress,
     )
-    view = step_view(store, s["user"], s["session"], step, result=result, extra_timings={"save (app)": save_s})
+    view = step_view(store, s["user"], s["session"], step, extra_timings={"save (app)": save_s})
     view.status += "  \nType another instruction for an alternative edit of the same input, or press " \
                    "**Continue from this result** to edit the result (a multi-hop chain)."
     return view
@@ -428,29 +434,18 @@ def step_view(
     step: StepInfo,
     *,
     tree: ChainTree | None = None,
-    result: EditResult | None = None,
     extra_timings: dict[str, float] | None = None,
 ) -> EditView:
-    """The result panel, reasoning panel and timeline for one stored step. ``result``: the live edit (its
-    rendered heatmap / regions are reused instead of re-rendered from the stored details)."""
+    """The result panel, reasoning panel (text parts) and timeline for one stored step; the heatmap and region
+    images come from :func:`reasoning_images`."""
     tree = tree or store.get_chain(user, step.chain_id, details=False)
     if step.details is None:  # the timeline was loaded without details: fetch the shown step's
         step = store.get_step(user, step.id)
     details = step.details or {}
     before, after = store.image_path(step.input_image), store.image_path(step.output_image)
-    regions = None
-    if result is not None:
-        base = result.input_image
-        regions = result.output.regions
-        heatmap = _fit(result.attention_heatmap, DISPLAY_SIDE)
-    else:
-        base = store.load_image(step.input_image)
-        regions = _regions_from_details(details)
-        display = _fit(base, DISPLAY_SIDE)
-        heatmap = render_attention_heatmap(
-            display, regions, details.get("region_attention"),
-            patch_attention=details.get("patch_attention"), bound=details.get("bound_region"),
-        )
+    for path in (before, after):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"stored image missing: {path}")
     session = dict(session)
     session["regions"] = {k: details.get(k) for k in
                           ("region_labels", "region_scores", "region_attention", "bound_region")}
@@ -463,9 +458,7 @@ def step_view(
         status=(f"**{render.esc(tree.chain.title)}** · step {step.position} · seed `{step.seed}`{total_txt}"
                 f" · {render.esc(step.preset)} `{render.esc(step.checkpoint_hash)}`"),
         object_md=render.object_markdown(details, step=step),
-        heatmap=heatmap,
         regions_table=render.region_rows(details),
-        regions_image=annotated_regions(base, regions),
         region_info="Click a region in the image to see its label, mask score and attention.",
         timings=render.timings_rows(step.timings, extra_timings),
         download_png=_download_png(store, step),
@@ -477,6 +470,25 @@ def step_view(
         step=step,
     )
     return view
+
+
+def reasoning_images(store: Store, user_id: Any, session: Any) -> tuple[Any, Any]:
+    """``(heatmap, regions image)`` of the session's shown step, rendered from its stored details at display
+    size: the ID Controller's attention over the regions, and the regions as a ``gr.AnnotatedImage`` value.
+    ``(None, None)`` when no step is shown (or the user has no session yet)."""
+    s = _session(session)
+    if s["step_id"] is None or not isinstance(user_id, str) or not user_id:
+        return None, None
+    with user_errors():
+        step = store.get_step(user_id, s["step_id"])
+        base = store.load_image(step.input_image)
+    details = step.details or {}
+    regions = _regions_from_details(details)
+    heatmap = render_attention_heatmap(
+        _fit(base, DISPLAY_SIDE), regions, details.get("region_attention"),
+        patch_attention=details.get("patch_attention"), bound=details.get("bound_region"),
+    )
+    return heatmap, annotated_regions(base, regions)
 
 
 def annotated_regions(base: PIL.Image.Image, regions: Any) -> tuple[Any, list[tuple[np.ndarray, str]]] | None:
@@ -640,10 +652,19 @@ class EditHandles:
     @property
     def view_outputs(self) -> list[Any]:
         return [
-            self.session, self.input_image, self.prompt, self.slider, self.status, self.object_md, self.heatmap,
-            self.regions_table, self.regions_image, self.region_info, self.timings, self.download_png,
-            self.download_json, self.timeline, self.chain_title,
+            self.session, self.input_image, self.prompt, self.slider, self.status, self.object_md,
+            self.regions_table, self.region_info, self.timings, self.download_png, self.download_json,
+            self.timeline, self.chain_title,
         ]
+
+    @property
+    def result_outputs(self) -> list[Any]:
+        """``view_outputs`` less the input image and the prompt (what an edit returns)."""
+        return [o for o in self.view_outputs if o is not self.input_image and o is not self.prompt]
+
+    @property
+    def reasoning_outputs(self) -> list[Any]:
+        return [self.heatmap, self.regions_image]
 
 
 def example_files(engine: Engine) -> list[list[str]]:
@@ -771,31 +792,43 @@ def build(engine: Engine, store: Store, user_state: gr.State) -> EditHandles:
     return h
 
 
-def _wire(engine: Engine, store: Store, user_state: gr.State, h: EditHandles) -> None:
-    outputs = h.view_outputs
+def follow_up(store: Store, user_state: gr.State, h: EditHandles, event: Any) -> Any:
+    """After an event that shows a view: the controls' states (instant) and the reasoning images, both unqueued
+    so that the result is on screen first. Returns the controls' event."""
 
     def _controls(session: Any) -> tuple[Any, ...]:
         return control_states(session)
 
+    def _images(user_id: Any, session: Any) -> tuple[Any, Any]:
+        return reasoning_images(store, user_id, session)
+
+    event.then(_images, [user_state, h.session], h.reasoning_outputs, queue=False, api_visibility="private",
+               show_progress="hidden")
+    return event.then(_controls, h.session, h.controls, queue=False, api_visibility="private")
+
+
+def _wire(engine: Engine, store: Store, user_state: gr.State, h: EditHandles) -> None:
+    outputs = h.view_outputs
+
     def on(trigger: Any, fn: Any, inputs: Any, **kwargs: Any) -> Any:
-        """``trigger`` -> fn (the view) -> the controls' states (instant, unqueued)."""
-        return trigger(fn, inputs, outputs, **kwargs).then(_controls, h.session, h.controls, queue=False,
-                                                          api_visibility="private")
+        """``trigger`` -> fn (the view) -> the controls' states and the reasoning images (unqueued)."""
+        return follow_up(store, user_state, h, trigger(fn, inputs, outputs, **kwargs))
 
     def _edit(user_id: Any, session: Any, image: Any, prompt: Any, steps: Any, guidance: Any, image_guidance: Any,
               seed: Any, randomize: Any, scheduler: Any,
               progress=gr.Progress()) -> tuple[Any, ...]:  # noqa: B008 (gradio injects the tracker)
         """Edit the image as the hypothetical instruction implies; saves the step and returns the result."""
         return run_edit(engine, store, user_id, session, image, prompt, steps, guidance, image_guidance, seed,
-                        bool(randomize), scheduler, progress=progress).to_updates()
+                        bool(randomize), scheduler, progress=progress).result_updates()
 
     edit_inputs = [user_state, h.session, h.input_image, h.prompt, h.steps, h.guidance, h.image_guidance, h.seed,
                    h.randomize, h.scheduler]
     for i, trigger in enumerate((h.edit_btn.click, h.prompt.submit)):
         locked = trigger(lambda: control_states(None, busy=True), None, h.controls, queue=False,
                          api_visibility="private")
-        on(locked.then, _edit, edit_inputs, api_name="edit" if i == 0 else "edit_submit",
-           api_visibility="public" if i == 0 else "private", concurrency_id="edit", show_progress_on=[h.slider])
+        follow_up(store, user_state, h, locked.then(
+            _edit, edit_inputs, h.result_outputs, api_name="edit" if i == 0 else "edit_submit",
+            api_visibility="public" if i == 0 else "private", concurrency_id="edit", show_progress_on=[h.slider]))
 
     def _api_edit(user_id: Any, session: Any, image: Any, prompt: Any, steps: Any, guidance: Any,
                   image_guidance: Any, seed: Any, randomize: Any, scheduler: Any) -> tuple[Any, ...]:
