@@ -35,8 +35,11 @@ lint: $(STAMP)
 clean:
 	rm -rf $(VENV)
 
-# Rebuild the bundled default checkpoint: data, training (VAE pre-training + main phase), export with model card.
+# Rebuild the bundled default checkpoint: data, training (VAE pre-training + main phase, then a continuation
+# phase from its checkpoint), export with model card.
 synth-checkpoint: $(STAMP)
 	$(BIN)/python -m reasonbrain synthworld --n 20000 --out data/synth --seed 0
 	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth.json
-	$(BIN)/python tools/export_synth_checkpoint.py --run runs/synth --data-dir data/synth --out checkpoints/synth
+	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage2.json
+	$(BIN)/python tools/export_synth_checkpoint.py --run runs/synth_stage2 --previous-run runs/synth \
+		--data-dir data/synth --out checkpoints/synth

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
@@ -79,6 +81,19 @@ def test_training_loss_falls_logs_and_resumes(synth_data, tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
     assert [int(r["step"]) for r in rows[-2:]] == [25, 26]
 
+    # a continuation phase (init_checkpoint) starts from the saved weights, VAE included, and trains them further
+    import torch
+
+    cont = dataclasses.replace(cfg, init_checkpoint=str(tmp_path / "run" / "checkpoint"), vae_steps=0, max_steps=3,
+                               output_dir=str(tmp_path / "stage2"), model_overrides={}, save_every=3, val_every=3)
+    start = ReasonBrainEditPipeline.from_pretrained(tmp_path / "run" / "checkpoint").model
+    train(cont)
+    after = ReasonBrainEditPipeline.from_pretrained(tmp_path / "stage2" / "checkpoint").model
+    assert torch.equal(start.vae.decoder.conv_out.weight, after.vae.decoder.conv_out.weight)  # frozen
+    assert not torch.equal(start.unet.conv_in.weight, after.unet.conv_in.weight)
+    with pytest.raises(ValueError, match="components switches apply to new models"):
+        train(dataclasses.replace(cont, components={"baseline": True}, output_dir=str(tmp_path / "bad")))
+
 
 def test_edit_region_weight_counts_only_changed_cells():
     import torch
@@ -92,6 +107,13 @@ def test_edit_region_weight_counts_only_changed_cells():
     mask = ReasonBrainTrainingTask.edit_mask(source, target, (2, 2))
     assert mask.shape == (2, 1, 2, 2)
     assert mask[0, 0].tolist() == [[1.0, 0.0], [0.0, 0.0]] and mask[1].sum() == 0
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parent.parent.glob("configs/train_*.json")),
+                         ids=lambda p: p.name)
+def test_shipped_training_configs_load(path):
+    cfg = TrainConfig.from_json(str(path))
+    assert cfg.max_steps > 0 and cfg.batch_size > 0 and cfg.learning_rate > 0
 
 
 def test_train_config_rejects_unknown_keys(tmp_path):

@@ -1,6 +1,10 @@
 """Copy a finished synth training run into checkpoints/synth and write its model card with measured metrics.
 
     python tools/export_synth_checkpoint.py --run runs/synth --data-dir data/synth --out checkpoints/synth
+    python tools/export_synth_checkpoint.py --run runs/synth_stage2 --previous-run runs/synth ...
+
+``--previous-run``: the run the exported one started from (``init_checkpoint``); its VAE report and training
+phase are described in the card as well.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="checkpoints/synth")
     ap.add_argument("--limit", type=int, default=None, help="test records to evaluate (default: all)")
     ap.add_argument("--chains", type=int, default=100, help="multi-hop chains to evaluate")
+    ap.add_argument("--previous-run", default=None, help="the run this one continued from (init_checkpoint)")
     args = ap.parse_args(argv)
 
     src = os.path.join(args.run, "checkpoint")
@@ -45,15 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     chains = evaluate_chains(pipe, args.data_dir, limit=args.chains)
     with tempfile.TemporaryDirectory() as work:
         ci_subset = evaluate_ci_subset(pipe, work)
-    with open(os.path.join(args.run, "summary.json"), encoding="utf-8") as f:
-        summary = json.load(f)
-    with open(os.path.join(args.run, "train_config.json"), encoding="utf-8") as f:
-        train_cfg = json.load(f)
-    with open(os.path.join(args.run, "metrics.csv"), encoding="utf-8") as f:
-        last = list(csv.DictReader(f))[-1]
-    vae_path = os.path.join(args.run, "vae_report.json")
+    runs = ([args.previous_run] if args.previous_run else []) + [args.run]
+    phases = [_read_run(r) for r in runs]
+    summary, train_cfg, last = phases[-1]["summary"], phases[-1]["config"], phases[-1]["last"]
+    vae_path = os.path.join(runs[0], "vae_report.json")
     vae = json.load(open(vae_path, encoding="utf-8")) if os.path.exists(vae_path) else {}
-    metrics = {"vae": vae, "test": test, "ci_subset": ci_subset, "chains": chains, "training": summary, "final_losses": last}
+    metrics = {"vae": vae, "test": test, "ci_subset": ci_subset, "chains": chains, "training": summary,
+               "phases": [{"run": r, "summary": p["summary"], "validation": p["validation"]} for r, p in zip(runs, phases)],
+               "final_losses": last}
     with open(os.path.join(tmp, "metrics.json"), "w", encoding="utf-8") as f:
         json.dump(metrics, f, indent=2)
     if os.path.exists(os.path.join(args.run, "loss_curve.png")):
@@ -63,16 +67,15 @@ def main(argv: list[str] | None = None) -> int:
         table=markdown_table(test),
         chains=" / ".join(f"{k}: {v:.1%}" for k, v in chains.items() if k.endswith("-step")),
         n_chains=chains["chains"],
-        steps=summary["steps"], wall=summary["wall_time_s"] / 60, batch=train_cfg["batch_size"],
-        lr=train_cfg["learning_rate"], data_dir=train_cfg["data_dir"], size=size_mb,
+        phases="\n".join(_phase_text(i + 2, p) for i, p in enumerate(phases)),
+        recipes=" then ".join(f"`{p['config_file']}`" for p in phases),
+        data_dir=train_cfg["data_dir"], size=size_mb,
         hardware=f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
         loss=last["loss"], dm=last["dm_loss"], mllm=last["mllm_loss"],
         params=sum(p.numel() for p in pipe.model.parameters()) / 1e6,
         vae_steps=vae.get("steps", "?"), vae_batch=train_cfg.get("vae_batch_size", "?"),
         vae_wall=vae.get("wall_time_s", 0) / 60, recon_l1=vae.get("recon_l1", "?"),
         oracle=f"{vae['oracle_accuracy']:.1%}" if "oracle_accuracy" in vae else "not measured",
-        target_latents=train_cfg.get("target_latents", "sample"), erw=train_cfg.get("edit_region_weight", 0.0),
-        erw_total=1 + float(train_cfg.get("edit_region_weight", 0.0)),
     )
     with open(os.path.join(tmp, "README.md"), "w", encoding="utf-8") as f:
         f.write(card)
@@ -80,6 +83,35 @@ def main(argv: list[str] | None = None) -> int:
     os.replace(tmp, args.out)
     print(card)
     return 0
+
+
+def _read_run(run: str) -> dict:
+    with open(os.path.join(run, "summary.json"), encoding="utf-8") as f:
+        summary = json.load(f)
+    with open(os.path.join(run, "train_config.json"), encoding="utf-8") as f:
+        config = json.load(f)
+    with open(os.path.join(run, "metrics.csv"), encoding="utf-8") as f:
+        last = list(csv.DictReader(f))[-1]
+    validation = []
+    if os.path.exists(os.path.join(run, "validation.csv")):
+        with open(os.path.join(run, "validation.csv"), encoding="utf-8") as f:
+            validation = [{"step": int(r["step"]), "accuracy": float(r["accuracy"])} for r in csv.DictReader(f)]
+    stage = "_stage2" if config.get("init_checkpoint") else ""
+    return {"summary": summary, "config": config, "last": last, "validation": validation,
+            "config_file": f"configs/train_synth{stage}.json"}
+
+
+def _phase_text(number: int, phase: dict) -> str:
+    cfg, summary = phase["config"], phase["summary"]
+    start = f"continued from `{cfg['init_checkpoint']}`" if cfg.get("init_checkpoint") else "from scratch"
+    erw = float(cfg.get("edit_region_weight", 0.0))
+    val = ", ".join(f"{v['accuracy']:.1%} at step {v['step']}" for v in phase["validation"])
+    return (f"{number}. Denoiser (everything but the frozen VAE), {start}: {summary['steps']} steps, batch "
+            f"{cfg['batch_size']}, AdamW lr {cfg['learning_rate']} (cosine, warm-up), weight decay "
+            f"{cfg['weight_decay']}, x0-prediction on the VAE posterior's mode (`target_latents: "
+            f"{cfg.get('target_latents', 'sample')}`), edit-region loss weight {erw:g} (latent cells that change "
+            f"from source to target count {1 + erw:g}x); {summary['wall_time_s'] / 60:.0f} min. Validation "
+            f"accuracy ({cfg['val_samples']} samples): {val or 'not measured'}.")
 
 
 CARD = """# ReasonBrain `synth` checkpoint (bundled default)
@@ -97,12 +129,10 @@ causal 25 %, story 15 %. The test split holds out 4 instruction templates and 12
 1. VAE reconstruction pre-training: {vae_steps} steps, batch {vae_batch}, {vae_wall:.0f} min. Reconstruction L1 {recon_l1}
    on validation targets; *oracle* reasoning accuracy {oracle} (true targets through the VAE: the ceiling it puts
    on any denoiser).
-2. Denoiser (everything but the frozen VAE): {steps} steps, batch {batch}, AdamW lr {lr} (cosine, warm-up), weight
-   decay 1e-2, x0-prediction on the VAE posterior's mode (`target_latents: {target_latents}`), edit-region loss
-   weight {erw} (latent cells that change from source to target count {erw_total:g}x); {wall:.0f} min.
+{phases}
 
 Hardware: {hardware}. Final losses: total {loss}, diffusion {dm}, MLLM {mllm}.
-Rebuild: `make synth-checkpoint` (recipe `configs/train_synth.json`). Checkpoint size {size:.1f} MB.
+Rebuild: `make synth-checkpoint` (recipes {recipes}). Checkpoint size {size:.1f} MB.
 
 ## Reasoning accuracy on the held-out test split
 An edit is correct when its mean absolute RGB error to the true target is strictly smaller than to each alternative
