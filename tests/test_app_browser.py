@@ -78,6 +78,9 @@ def test_edit_chain_history_presenter_and_isolation(tmp_path):
             sync_api.expect(page.locator("#continue-btn")).to_be_enabled()  # the controls follow the view
             assert "ice cube" in page.locator("#object-info").inner_text()
             page.wait_for_function("document.querySelector('#regions-table').innerText.includes('background')")
+            # the heatmap and the region masks arrive in a follow-up event, after the result
+            page.wait_for_selector("#attention-heatmap img")
+            page.wait_for_selector("#regions-image img")
             show_lazy_images(page, "#reasoning-panel", "#timeline")
             page.screenshot(path=str(SHOTS / "edit.png"), full_page=True)
 
