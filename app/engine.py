@@ -6,7 +6,6 @@ On a ZeroGPU Space (the ``spaces`` package importable) only the pipeline call ru
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import logging
@@ -21,8 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import PIL.Image
-import PIL.ImageDraw
-import PIL.ImageFont
 
 from app.settings import Settings
 
@@ -36,10 +33,8 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger(__name__)
 
 NUM_EXAMPLES = 6
-OVERLAY_ALPHA = 0.45
 HEATMAP_ALPHA = 0.6
 HEATMAP_COLORMAP = "magma"
-PALETTE_COLORMAP = "tab20"
 OUTLINE_COLOUR = (0, 255, 255)
 CONFIG_FILE = "reasonbrain_config.json"
 # what identifies a checkpoint: weights, configs, tokenizers (not READMEs or caches)
@@ -70,24 +65,6 @@ class EditResult:
     preset: str
     checkpoint_hash: str
     details: dict[str, Any]  # JSON-serialisable; what the store keeps as details_json
-
-    # rendered on first use only (the lean API never needs them)
-    @functools.cached_property
-    def _base(self) -> PIL.Image.Image:
-        size = self.image.size
-        return self.input_image.resize(size) if self.input_image.size != size else self.input_image
-
-    @functools.cached_property
-    def region_overlay(self) -> PIL.Image.Image:
-        """The input at output size with numbered, coloured regions."""
-        return render_region_overlay(self._base, self.output.regions)
-
-    @functools.cached_property
-    def attention_heatmap(self) -> PIL.Image.Image:
-        """The ID Controller's attention over the regions, the bound region outlined."""
-        out = self.output
-        return render_attention_heatmap(self._base, out.regions, out.region_attention,
-                                        patch_attention=out.patch_attention, bound=self.details.get("bound_region"))
 
     @property
     def image(self) -> PIL.Image.Image:
@@ -451,47 +428,6 @@ def label_map(regions: Regions, size: tuple[int, int]) -> np.ndarray:
     return labels
 
 
-def region_palette(n: int) -> np.ndarray:
-    """(n, 3) uint8 distinct colours (tab20, saturated shades first)."""
-    import matplotlib
-
-    cmap = matplotlib.colormaps[PALETTE_COLORMAP]
-    order = list(range(0, 20, 2)) + list(range(1, 20, 2))
-    colours = [cmap(order[i % 20])[:3] for i in range(n)]
-    return (np.asarray(colours, dtype=np.float32).reshape(n, 3) * 255).round().astype(np.uint8)
-
-
-def render_region_overlay(
-    image: PIL.Image.Image, regions: Regions | None, *, alpha: float = OVERLAY_ALPHA
-) -> PIL.Image.Image:
-    """``image`` with every object region tinted in its own colour (``alpha``) and numbered 1..N in the order
-    of ``regions.labels`` (the background is left untinted)."""
-    base = image.convert("RGB")
-    if regions is None or regions.num_objects == 0:
-        return base.copy()
-    n = regions.num_objects
-    small = label_map(regions, regions.size)
-    labels = label_map(regions, base.size)
-    palette = region_palette(n)
-    pixels = np.asarray(base, dtype=np.float32)
-    inside = labels < n
-    colour = palette[np.minimum(labels, n - 1)].astype(np.float32)
-    blended = np.where(inside[..., None], pixels * (1 - alpha) + colour * alpha, pixels)
-    edges = _edges(labels) & inside
-    blended[edges] = colour[edges]
-    out = PIL.Image.fromarray(blended.round().clip(0, 255).astype(np.uint8))
-    draw = PIL.ImageDraw.Draw(out)
-    font = _font(max(10, min(base.size) // 18))
-    sx, sy = base.width / small.shape[1], base.height / small.shape[0]
-    for i in range(n):
-        point = _label_point(small == i)
-        if point is None:
-            continue
-        x, y = (point[0] + 0.5) * sx, (point[1] + 0.5) * sy
-        _draw_centered(draw, (x, y), str(i + 1), font)
-    return out
-
-
 def render_attention_heatmap(
     image: PIL.Image.Image,
     regions: Regions | None,
@@ -549,31 +485,6 @@ def _edges(labels: np.ndarray, *, thickness: int = 1) -> np.ndarray:
     return edge
 
 
-def _label_point(mask: np.ndarray) -> tuple[int, int] | None:
-    """A pixel of ``mask`` near its centroid (x, y), or None for an empty mask."""
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
-        return None
-    cx, cy = xs.mean(), ys.mean()
-    k = int(np.argmin((xs - cx) ** 2 + (ys - cy) ** 2))
-    return int(xs[k]), int(ys[k])
-
-
-def _font(size: int) -> PIL.ImageFont.ImageFont | PIL.ImageFont.FreeTypeFont:
-    try:
-        return PIL.ImageFont.load_default(size=size)
-    except (TypeError, OSError):  # Pillow < 10.1 or no FreeType: the fixed bitmap font
-        return PIL.ImageFont.load_default()
-
-
-def _draw_centered(draw: PIL.ImageDraw.ImageDraw, centre: tuple[float, float], label: str, font: Any) -> None:
-    stroke = max(1, getattr(font, "size", 10) // 8)
-    left, top, right, bottom = draw.textbbox((0, 0), label, font=font, stroke_width=stroke)
-    x = centre[0] - (left + right) / 2
-    y = centre[1] - (top + bottom) / 2
-    draw.text((x, y), label, font=font, fill=(255, 255, 255), stroke_width=stroke, stroke_fill=(0, 0, 0))
-
-
 def _whole(name: str, value: Any) -> Any:
     """Integral floats (what sliders send) -> int; anything else is passed on for the pipeline to judge."""
     if isinstance(value, float) and value.is_integer():
@@ -587,5 +498,5 @@ def _whole(name: str, value: Any) -> Any:
 
 __all__ = [
     "EditRequest", "EditResult", "Engine", "bound_region", "checkpoint_fingerprint", "label_map",
-    "render_attention_heatmap", "render_region_overlay",
+    "render_attention_heatmap",
 ]

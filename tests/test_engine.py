@@ -13,7 +13,7 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from app.engine import EditRequest, EditResult, Engine, render_attention_heatmap, render_region_overlay
+from app.engine import EditRequest, EditResult, Engine, render_attention_heatmap
 from app.settings import Settings
 
 INSTRUCTION = "What would happen if the red apple were left on the table for weeks?"
@@ -72,8 +72,6 @@ def test_lazy_then_edit_returns_everything(engine):
     out = result.output
     assert out.images[0].size == image.size and out.seed == 3 and result.seed == 3
     assert result.input_image.mode == "RGB" and result.input_image.size == image.size
-    assert result.region_overlay.size == image.size and result.region_overlay.mode == "RGB"
-    assert result.attention_heatmap.size == image.size and result.attention_heatmap.mode == "RGB"
     assert result.preset == "tiny" and result.checkpoint_hash == "random-tiny"
     assert out.settings["scheduler"] == "DDIMScheduler" and out.settings["num_inference_steps"] == STEPS
 
@@ -232,7 +230,6 @@ def test_zerogpu_wraps_only_the_pipeline_call(tiny_pipeline, tmp_path, monkeypat
 
 def test_renderers_without_regions():
     image = scene((50, 40))
-    assert render_region_overlay(image, None).size == (50, 40)
     assert render_attention_heatmap(image, None, None).tobytes() == image.tobytes()
     heat = render_attention_heatmap(image, None, None, patch_attention=[[0.1, 0.9], [0.5, 0.2]])
     assert heat.size == (50, 40) and heat.tobytes() != image.tobytes()
