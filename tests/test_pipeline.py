@@ -57,7 +57,8 @@ def test_every_output_field(pipe):
     assert out.reasoning is None  # the tiny preset does not generate reasoning text
     assert {"preprocess", "regions", "referring", "conditioning", "encode_image", "denoise", "decode",
             "total"} <= set(out.timings)
-    assert out.timings["total"] >= out.timings["denoise"] > 0
+    stages = sum(v for k, v in out.timings.items() if k != "total")
+    assert out.timings["total"] >= stages and out.timings["denoise"] > 0  # total: the call's wall time
     assert out.settings["num_inference_steps"] == 4 and out.settings["preset"] == "tiny"
     assert out.settings["scheduler"] == "EulerAncestralDiscreteScheduler"
     data = json.loads(out.to_json())

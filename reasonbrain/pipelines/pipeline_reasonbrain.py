@@ -83,9 +83,12 @@ class ReasonBrainEditOutput:
 
 
 class _Timer:
+    """Seconds per named stage, and ``finish()``: the wall time since the timer was made (untimed work included)."""
+
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self.timings: dict[str, float] = {}
+        self._start = time.perf_counter()
 
     @contextmanager
     def stage(self, name: str):
@@ -98,6 +101,11 @@ class _Timer:
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+    def finish(self) -> dict[str, float]:
+        self._sync()
+        self.timings["total"] = time.perf_counter() - self._start
+        return self.timings
 
 
 class ReasonBrainEditPipeline:
@@ -222,6 +230,7 @@ class ReasonBrainEditPipeline:
     ) -> ReasonBrainEditOutput:
         """Edit ``image`` as ``instruction`` implies. ``scheduler`` names a scheduler class for this call only
         (the pipeline's own ``scheduler`` is left as it is, so concurrent callers do not affect each other)."""
+        timer = _Timer(self.device)  # "total" is this call's wall time
         model, cfg = self.model, self.model.config
         steps = cfg.defaults.num_inference_steps if num_inference_steps is None else num_inference_steps
         g_text = cfg.defaults.guidance_scale if guidance_scale is None else guidance_scale
@@ -230,7 +239,6 @@ class ReasonBrainEditPipeline:
         if referring not in ("parser", "mllm"):
             raise ValueError(f"referring must be 'parser' or 'mllm', got {referring!r}")
         text = self.check_inputs(instruction, steps, g_text, g_image, num_images_per_prompt)
-        timer = _Timer(self.device)
         device, dtype = self.device, model.dtype
 
         # 1. Input image: normalise any PIL-readable input, resize to the model's resolution
@@ -331,7 +339,7 @@ class ReasonBrainEditPipeline:
             if regions is not None:
                 ra = attn[lp : lp + len(regions)]
                 region_attention = (ra / ra.sum().clamp(min=1e-12)).tolist()
-        timer.timings["total"] = sum(timer.timings.values())
+        timer.finish()
         return ReasonBrainEditOutput(
             images=images,
             seed=seed,
