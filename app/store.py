@@ -67,6 +67,9 @@ MAX_TITLE_CHARS = 200
 AUTO_TITLE_CHARS = 60
 MAX_USER_ID_CHARS = 128
 BUSY_TIMEOUT_MS = 5000
+# zlib level of stored PNGs: saving is on every edit's path. Measured on a 512 px scene: level 1 encodes in 6.8 ms
+# (89.7 KB), level 6 in 18.2 ms (69.9 KB); lossless either way.
+PNG_COMPRESS_LEVEL = 1
 _LIKE_ESCAPE = "\\"
 _IN_CHUNK = 500  # SQLite's bound-parameter limit is far above this
 
@@ -412,8 +415,12 @@ class Store:
                 query = query.options(defer(StepRow.details_json))
             steps = list(s.execute(query.order_by(StepRow.position, StepRow.created_at, StepRow.id)).scalars())
             infos = [_step_info(r, details=details) for r in steps]
-            summary = _summaries(s, [chain_id]).get(chain_id, (0, None, None))
-        return ChainTree(chain=_chain_info(row, *summary), steps=infos)
+        return ChainTree(chain=_chain_info(row, *_summary_of(infos)), steps=infos)
+
+    def require_chain(self, user_id: str, chain_id: str) -> None:
+        """NotFound unless ``user_id`` owns the chain: a cheap check before expensive work."""
+        with self._session() as s:
+            _owned_chain(s, user_id, chain_id)
 
     def rename_chain(self, user_id: str, chain_id: str, title: str) -> ChainInfo:
         title = _clean_title(title)
@@ -674,7 +681,7 @@ def _encode_png(image: PIL.Image.Image) -> tuple[bytes, str]:
         image = image.convert("RGBA" if has_alpha else "RGB")
     clean = PIL.Image.frombytes(image.mode, image.size, image.tobytes())  # no info/ICC: equal pixels, equal bytes
     buf = io.BytesIO()
-    clean.save(buf, format="PNG", compress_level=6)
+    clean.save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     data = buf.getvalue()
     sha = hashlib.sha256(data).hexdigest()
     return data, f"{IMAGES_DIR}/{sha[:2]}/{sha}.png"
@@ -769,6 +776,15 @@ def _summaries(s: Session, chain_ids: list[str]) -> dict[str, tuple[int, str | N
         )
     }
     return {cid: (int(counts.get(cid, 0)), *latest.get(cid, (None, None))) for cid in chain_ids}
+
+
+def _summary_of(steps: list[StepInfo]) -> tuple[int, str | None, str | None]:
+    """What ``_summaries`` computes for one chain, from its loaded steps (same order: newest, then highest
+    position, then lowest id)."""
+    if not steps:
+        return 0, None, None
+    latest = max(sorted(steps, key=lambda st: st.id), key=lambda st: (st.created_at, st.position))
+    return len(steps), latest.output_image, latest.instruction
 
 
 def _chain_info(row: ChainRow, num_steps: int, last_output: str | None, last_instruction: str | None) -> ChainInfo:

@@ -126,6 +126,16 @@ def test_branching_tree_path_and_leaves(store):
     assert {s.id for s in tree.leaves()} == {b2.id, c.id}
     with pytest.raises(NotFound):
         tree.path_to("nope")
+    # the tree's summary (from its loaded steps) is what the list's SQL summary says: the newest step, a branch
+    listed = next(ch for ch in store.list_chains("u") if ch.id == chain.id)
+    assert (tree.chain.num_steps, tree.chain.last_output, tree.chain.last_instruction) == \
+        (listed.num_steps, listed.last_output, listed.last_instruction) == (4, c.output_image, c.instruction)
+    newest = add(store, "u", chain.id, a.id, "What if it were painted blue?", img(6))  # a later branch off a
+    assert store.get_chain("u", chain.id, details=False).chain.last_instruction == newest.instruction
+    store.require_chain("u", chain.id)
+    for user, chain_id in (("intruder", chain.id), ("u", "no-such-chain")):
+        with pytest.raises(NotFound):
+            store.require_chain(user, chain_id)
     # a parent from another chain is refused
     other = store.create_chain("u", img(9))
     with pytest.raises(ValueError, match="another chain"):

@@ -233,7 +233,7 @@ def edit_and_save(
     continuing = s["chain_id"] is not None
     with user_errors():
         if continuing:
-            store.get_chain(user, s["chain_id"], details=False)  # ownership (NotFound -> error before any work)
+            store.require_chain(user, s["chain_id"])  # NotFound -> an error before any work
             source: Any = store.load_image(s["input_rel"])
         else:
             if image is None:
