@@ -1,7 +1,8 @@
 """What the app adds on top of the model, on the tiny preset (random weights, CPU).
 
-1. gradio_client round trip per edit minus the pipeline's own time (``timings["total"]``): upload, queue,
-   engine rendering, save to SQLite (fsync'd), the response. Target: < 150 ms. For the Edit tab's ``/edit``
+1. gradio_client round trip per edit minus the pipeline's own time (``timings["total"]``, the pipeline call's wall
+   time): upload, queue, input checks, save to SQLite (fsync'd), the view, the response. Each client keeps its
+   session, so after the warm-up edit (a new chain) every timed edit adds a step to that chain. Target: < 150 ms. For the Edit tab's ``/edit``
    event (result slider, reasoning text, regions table, timings, timeline, downloads) and for the lean
    ``/edit_image`` API (edited PNG + step JSON); a trivial gradio app gives the framework's own floor.
    The two reasoning images (attention heatmap, region masks: one PNG per mask) arrive in an unqueued
@@ -10,9 +11,12 @@
    gradio_client polls its message queue every 50 ms (``time.sleep(0.05)`` in ``stream_sse_v1plus``), so its
    round trips carry up to 50 ms of waiting that is neither the app's nor the server's; the same calls over
    gradio's plain HTTP API (upload, ``POST /call/<api>``, read the SSE stream: what curl users do) show the
-   round trip without it, for the app and for the trivial app.
-2. Opening a chain of 1,000 steps: the History tab's handler (``open_in_editor``: get_chain, the shown step's
-   panel, the timeline HTML) and the bare ``get_chain`` + ``timeline_html`` path. Target: < 200 ms.
+   round trip without it, for the app and for the trivial app. Most of the rest of gradio_client's own cost is
+   httpx loading the CA bundle (~33 ms) for each of the ``httpx.Client``s it makes per call (upload, join,
+   stream), even for http:// URLs; the trivial app is also timed with ``ssl_verify=False``, which skips that.
+2. Opening a chain of 1,000 steps: the History tab's handler (``open_in_editor``: get_chain without the steps'
+   details, the shown step's panel, the timeline HTML), and for comparison ``get_chain`` with every step's details
+   JSON (what the handler avoids) + ``timeline_html``. Target: < 200 ms.
 
     .venv/bin/python benchmarks/app_overhead.py [--edits 10] [--chain-steps 1000]
 """
@@ -179,13 +183,15 @@ def bench_floor(n_calls: int, data_dir: str) -> list[tuple[str, list[float]]]:
     demo.queue(default_concurrency_limit=1).launch(server_name="127.0.0.1", server_port=port,
                                                    prevent_thread_lock=True, quiet=True)
     try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False)
-        client.predict(handle_file(image), "x", api_name="/echo")
-        times = []
-        for _ in range(n_calls):
-            start = time.perf_counter()
+        timed = {}
+        for verify in (True, False):
+            client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False, ssl_verify=verify)
             client.predict(handle_file(image), "x", api_name="/echo")
-            times.append(time.perf_counter() - start)
+            timed[verify] = []
+            for _ in range(n_calls):
+                start = time.perf_counter()
+                client.predict(handle_file(image), "x", api_name="/echo")
+                timed[verify].append(time.perf_counter() - start)
         http = HttpApi(f"http://127.0.0.1:{port}/")
         http.call("echo", [http.upload(image), "x"])
         raw = []
@@ -195,7 +201,8 @@ def bench_floor(n_calls: int, data_dir: str) -> list[tuple[str, list[float]]]:
             raw.append(time.perf_counter() - start)
     finally:
         demo.close()
-    return [("reference: trivial gradio app, image echo round trip", times),
+    return [("reference: trivial gradio app, image echo round trip", timed[True]),
+            ("reference: the same, gradio_client(ssl_verify=False)", timed[False]),
             ("reference: trivial gradio app, image echo over the HTTP API", raw)]
 
 
@@ -241,7 +248,7 @@ def bench_open_chain(n_steps: int, data_dir: str) -> list[tuple[str, list[float]
     store.close()
     name = f"open a {n_steps}-step chain"
     return [(f"{name}: History handler (open_in_editor)", handler[1:]),
-            (f"{name}: get_chain + timeline_html", bare[1:]),
+            (f"{name}: get_chain with every step's details + timeline_html", bare[1:]),
             (f"{name}:   of which store.get_chain", get_chain[1:]),
             (f"{name}:   of which timeline_html", timeline[1:])]
 
