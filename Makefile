@@ -41,5 +41,6 @@ synth-checkpoint: $(STAMP)
 	$(BIN)/python -m reasonbrain synthworld --n 20000 --out data/synth --seed 0
 	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth.json
 	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage2.json
-	$(BIN)/python tools/export_synth_checkpoint.py --run runs/synth_stage2 --previous-run runs/synth \
-		--data-dir data/synth --out checkpoints/synth
+	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage3.json
+	$(BIN)/python tools/export_synth_checkpoint.py --run runs/synth_stage3 --previous-run runs/synth \
+		--previous-run runs/synth_stage2 --data-dir data/synth --out checkpoints/synth

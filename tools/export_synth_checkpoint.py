@@ -1,10 +1,11 @@
 """Copy a finished synth training run into checkpoints/synth and write its model card with measured metrics.
 
     python tools/export_synth_checkpoint.py --run runs/synth --data-dir data/synth --out checkpoints/synth
-    python tools/export_synth_checkpoint.py --run runs/synth_stage2 --previous-run runs/synth ...
+    python tools/export_synth_checkpoint.py --run runs/synth_stage3 --previous-run runs/synth \
+        --previous-run runs/synth_stage2 ...
 
-``--previous-run``: the run the exported one started from (``init_checkpoint``); its VAE report and training
-phase are described in the card as well.
+``--previous-run`` (repeatable, earliest first): the runs the exported one continued from (``init_checkpoint``);
+the first one's VAE report and every run's training phase are described in the card as well.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="checkpoints/synth")
     ap.add_argument("--limit", type=int, default=None, help="test records to evaluate (default: all)")
     ap.add_argument("--chains", type=int, default=100, help="multi-hop chains to evaluate")
-    ap.add_argument("--previous-run", default=None, help="the run this one continued from (init_checkpoint)")
+    ap.add_argument("--previous-run", action="append", default=[],
+                    help="a run this one continued from (init_checkpoint); repeat for each, earliest first")
     ap.add_argument("--ablation", default=None,
                     help="a tools/synth_ablation.py output folder: its table goes into the card (miniature table 4)")
     args = ap.parse_args(argv)
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     chains = evaluate_chains(pipe, args.data_dir, limit=args.chains)
     with tempfile.TemporaryDirectory() as work:
         ci_subset = evaluate_ci_subset(pipe, work)
-    runs = ([args.previous_run] if args.previous_run else []) + [args.run]
+    runs = [*args.previous_run, args.run]
     phases = [_read_run(r) for r in runs]
     summary, train_cfg, last = phases[-1]["summary"], phases[-1]["config"], phases[-1]["last"]
     vae_path = os.path.join(runs[0], "vae_report.json")
@@ -72,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         phases="\n".join(_phase_text(i + 2, p) for i, p in enumerate(phases)),
         recipes=" then ".join(f"`{p['config_file']}`" for p in phases),
         data_dir=train_cfg["data_dir"], size=size_mb, status=status_text(test),
+        train_time=_minutes_text(vae.get("wall_time_s", 0) + sum(p["summary"]["wall_time_s"] for p in phases)),
         ablation=_ablation_text(args.ablation),
         hardware=f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
         loss=last["loss"], dm=last["dm_loss"], mllm=last["mllm_loss"],
@@ -121,9 +124,13 @@ def _read_run(run: str) -> dict:
     if os.path.exists(os.path.join(run, "validation.csv")):
         with open(os.path.join(run, "validation.csv"), encoding="utf-8") as f:
             validation = [{"step": int(r["step"]), "accuracy": float(r["accuracy"])} for r in csv.DictReader(f)]
-    stage = "_stage2" if config.get("init_checkpoint") else ""
     return {"summary": summary, "config": config, "last": last, "validation": validation,
-            "config_file": f"configs/train_synth{stage}.json"}
+            "config_file": f"configs/train_{os.path.basename(os.path.normpath(config['output_dir']))}.json"}
+
+
+def _minutes_text(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
 
 
 def _phase_text(number: int, phase: dict) -> str:
@@ -160,7 +167,8 @@ causal 25 %, story 15 %. The test split holds out 4 instruction templates and 12
 {phases}
 
 Hardware: {hardware}. Final losses: total {loss}, diffusion {dm}, MLLM {mllm}.
-Rebuild: `make synth-checkpoint` (recipes {recipes}). Checkpoint size {size:.1f} MB.
+Rebuild: `make synth-checkpoint` (recipes {recipes}; training took {train_time} in all on this hardware).
+Checkpoint size {size:.1f} MB.
 
 ## Reasoning accuracy on the held-out test split
 An edit is correct when its mean absolute RGB error to the true target is strictly smaller than to each alternative
