@@ -1,0 +1,47 @@
+"""tools/export_synth_checkpoint.py: the model card's per-phase text from several training runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location("export_synth_checkpoint",
+                                                  REPO / "tools" / "export_synth_checkpoint.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def fake_run(root: Path, name: str, wall_s: float, init: str | None) -> str:
+    run = root / "runs" / name
+    run.mkdir(parents=True)
+    config = {"output_dir": f"runs/{name}", "data_dir": "data/synth", "batch_size": 16, "learning_rate": 4e-4,
+              "weight_decay": 0.01, "val_samples": 64, "edit_region_weight": 5.0, "target_latents": "mode"}
+    if init:
+        config["init_checkpoint"] = init
+    (run / "train_config.json").write_text(json.dumps(config))
+    (run / "summary.json").write_text(json.dumps({"steps": 100, "wall_time_s": wall_s}))
+    (run / "metrics.csv").write_text("step,mllm_loss,dm_loss,loss,lr,elapsed_s\n100,0.0,0.05,0.05,0.0,10\n")
+    (run / "validation.csv").write_text("step,n,accuracy\n100,64,0.625\n")
+    return str(run)
+
+
+def test_three_phases_name_their_recipes_and_add_up_their_time(tmp_path):
+    tool = load_tool()
+    runs = [fake_run(tmp_path, "synth", 3000, None),
+            fake_run(tmp_path, "synth_stage2", 2700, "runs/synth/checkpoint"),
+            fake_run(tmp_path, "synth_stage3", 3660, "runs/synth_stage2/checkpoint")]
+    phases = [tool._read_run(r) for r in runs]
+    assert [p["config_file"] for p in phases] == [
+        "configs/train_synth.json", "configs/train_synth_stage2.json", "configs/train_synth_stage3.json"]
+    assert all((REPO / p["config_file"]).is_file() for p in phases)  # the recipes the card names exist
+    text = tool._phase_text(4, phases[2])
+    assert text.startswith("4. ") and "continued from `runs/synth_stage2/checkpoint`" in text
+    assert "62.5% at step 100" in text
+    assert tool._minutes_text(1980 + sum(p["summary"]["wall_time_s"] for p in phases)) == "3 h 09 min"
+    assert tool._minutes_text(59 * 60) == "59 min"
