@@ -84,13 +84,22 @@ def test_training_loss_falls_logs_and_resumes(synth_data, tmp_path):
     # a continuation phase (init_checkpoint) starts from the saved weights, VAE included, and trains them further
     import torch
 
-    cont = dataclasses.replace(cfg, init_checkpoint=str(tmp_path / "run" / "checkpoint"), vae_steps=0, max_steps=3,
-                               output_dir=str(tmp_path / "stage2"), model_overrides={}, save_every=3, val_every=3)
+    # (with extra training data, and stopped by max_wall_time_s after its first step, saving a checkpoint)
+    from reasonbrain.synthworld.dataset import write_dataset
+
+    write_dataset(tmp_path / "extra", n=6, seed=2, resolution=64, workers=1, n_chains=0, split_fractions=(1, 0, 0),
+                  progress=False)
+    cont = dataclasses.replace(cfg, init_checkpoint=str(tmp_path / "run" / "checkpoint"), vae_steps=0, max_steps=50,
+                               output_dir=str(tmp_path / "stage2"), model_overrides={}, save_every=50, val_every=50,
+                               extra_train_dirs=[str(tmp_path / "extra")], max_wall_time_s=0.0, lr_warmup_steps=0)
     start = ReasonBrainEditPipeline.from_pretrained(tmp_path / "run" / "checkpoint").model
-    train(cont)
+    summary = train(cont)
+    assert summary["steps"] == 1 and summary["max_steps"] == 50 and summary["validation"]["n"] >= 1
     after = ReasonBrainEditPipeline.from_pretrained(tmp_path / "stage2" / "checkpoint").model
     assert torch.equal(start.vae.decoder.conv_out.weight, after.vae.decoder.conv_out.weight)  # frozen
     assert not torch.equal(start.unet.conv_in.weight, after.unet.conv_in.weight)
+    with pytest.raises(FileNotFoundError):
+        train(dataclasses.replace(cont, extra_train_dirs=[str(tmp_path / "missing")], output_dir=str(tmp_path / "m")))
     with pytest.raises(ValueError, match="components switches apply to new models"):
         train(dataclasses.replace(cont, components={"baseline": True}, output_dir=str(tmp_path / "bad")))
 

@@ -1,7 +1,7 @@
 """Reasoning accuracy of a checkpoint on a synth-world split (and on its multi-hop chains).
 
     python -m reasonbrain.evaluation.synth_eval --checkpoint checkpoints/synth --data-dir data/synth \
-        [--split test] [--limit N] [--chains] [--json out.json]
+        [--split test] [--limit N] [--chains] [--json out.json] [--device cuda]
 """
 
 from __future__ import annotations
@@ -95,11 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int)
     ap.add_argument("--chains", action="store_true", help="also evaluate multi-hop chains")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, ... (results move by float noise across devices)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", force=True)
     from reasonbrain.pipelines.pipeline_reasonbrain import ReasonBrainEditPipeline
 
-    pipe = ReasonBrainEditPipeline.from_pretrained(args.checkpoint)
+    pipe = ReasonBrainEditPipeline.from_pretrained(args.checkpoint).to(args.device)
     result = evaluate_split(pipe, args.data_dir, args.split, limit=args.limit, stride=args.stride,
                             num_inference_steps=args.steps)
     print(markdown_table(result))

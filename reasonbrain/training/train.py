@@ -47,6 +47,7 @@ class TrainConfig:
     init_checkpoint: str | None = None  # start from a saved checkpoint folder instead
     data_dir: str = "data/synth"
     train_split: str = "train.jsonl"
+    extra_train_dirs: list[str] = field(default_factory=list)  # more data folders whose train split is added
     val_split: str = "val.jsonl"
     output_dir: str = "runs/synth"
     seed: int = 0
@@ -74,6 +75,7 @@ class TrainConfig:
     edit_region_weight: float = 0.0  # extra loss weight on the latents that change from source to target
     target_latents: str = "sample"  # "mode": the VAE posterior's mean as the target (VAEs trained from scratch)
     max_train_samples: int | None = None
+    max_wall_time_s: float | None = None  # stop early (and save) once the training loop has run this long
 
     @classmethod
     def from_json(cls, path: str) -> TrainConfig:
@@ -264,12 +266,15 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     proposer = build_region_proposer(mcfg.regions, load_pretrained=cfg.load_backbones) if (
         mcfg.components.region_branch) else None
     records = read_split(os.path.join(cfg.data_dir, cfg.train_split))
+    for folder in cfg.extra_train_dirs:
+        records += read_split(os.path.join(folder, cfg.train_split))
     if cfg.max_train_samples:
         records = records[: cfg.max_train_samples]
     dataset = Reason50KDataset(records, resolution=mcfg.resolution, grid_size=model.grid_size,
                                max_regions=mcfg.frce.max_regions, region_proposer=proposer, vocabulary=vocabulary)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True, collate_fn=dataset.collate,
-                        num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed))
+                        num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed),
+                        persistent_workers=cfg.num_workers > 0)
     state_dir = os.path.join(cfg.output_dir, "state")
     resuming = resume and os.path.isdir(state_dir)
     if cfg.init_vae and not resuming:
@@ -321,20 +326,28 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             if accelerator.is_main_process:
                 _append_csv(metrics_csv, row)
             logger.info("step %d %s", step, row)
-        if accelerator.is_main_process and (step % cfg.val_every == 0 or step == cfg.max_steps):
+        out_of_time = cfg.max_wall_time_s is not None and time.time() - start > cfg.max_wall_time_s
+        if out_of_time:
+            logger.warning("max_wall_time_s (%s s) reached at step %d of %d: stopping", cfg.max_wall_time_s, step,
+                           cfg.max_steps)
+        last = step == cfg.max_steps or out_of_time
+        if accelerator.is_main_process and (step % cfg.val_every == 0 or last):
             last_val = validate(unwrapped, proposer, vocabulary, cfg, step, cfg.output_dir)
             _append_csv(val_csv, last_val)
             logger.info("validation %s", last_val)
-        if step % cfg.save_every == 0 or step == cfg.max_steps:
+        if step % cfg.save_every == 0 or last:
             accelerator.wait_for_everyone()
             accelerator.save_state(state_dir)
             if accelerator.is_main_process:
                 with open(os.path.join(state_dir, "progress.json"), "w", encoding="utf-8") as f:
                     json.dump({"step": step}, f)
                 save_checkpoint(unwrapped, os.path.join(cfg.output_dir, "checkpoint"))
+        if out_of_time:
+            break
     if accelerator.is_main_process and os.path.exists(metrics_csv):
         plot_losses(metrics_csv, os.path.join(cfg.output_dir, "loss_curve.png"))
-    summary = {"steps": step, "wall_time_s": round(time.time() - start, 1), "validation": last_val}
+    summary = {"steps": step, "max_steps": cfg.max_steps, "wall_time_s": round(time.time() - start, 1),
+               "validation": last_val}
     with open(os.path.join(cfg.output_dir, "summary.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)
     return summary
@@ -366,10 +379,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-steps", type=int)
     ap.add_argument("--output-dir")
     ap.add_argument("--data-dir")
+    ap.add_argument("--init-checkpoint", help="start from this checkpoint folder instead of the config's")
+    ap.add_argument("--num-workers", type=int, help="data loader processes")
+    ap.add_argument("--max-wall-time-s", type=float, help="stop early (saving a checkpoint) after this many seconds")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
     cfg = TrainConfig.from_json(args.config)
-    for key in ("max_steps", "output_dir", "data_dir"):
+    for key in ("max_steps", "output_dir", "data_dir", "init_checkpoint", "num_workers", "max_wall_time_s"):
         if getattr(args, key) is not None:
             setattr(cfg, key, getattr(args, key))
     summary = train(cfg, resume=args.resume)
