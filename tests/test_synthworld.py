@@ -273,3 +273,10 @@ def test_cli_smoke(tmp_path):
                            "--no-progress"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert sum(len(load_split(tmp_path / "b", s)) for s in ("train", "val", "test")) >= 4
+
+
+def test_cli_split_fractions_writes_training_data_only(tmp_path):
+    assert cli_main(["--n", "8", "--out", str(tmp_path), "--seed", "3", "--chains", "0", "--split-fractions", "1", "0",
+                     "0", "--no-progress"]) == 0
+    assert len(load_split(tmp_path, "train")) == 8
+    assert not load_split(tmp_path, "val") and not load_split(tmp_path, "test")
