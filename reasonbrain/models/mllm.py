@@ -7,6 +7,7 @@ E_I is the LLaVA vision tower, IA its multimodal projector (trainable), the lang
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -210,14 +211,22 @@ class ReasonBrainMLLM(nn.Module):
         return MLLMOutput(img_hidden=img_hidden, mllm_loss=loss)
 
     @torch.no_grad()
-    def generate_text(self, sequence: dict[str, torch.Tensor], max_new_tokens: int) -> list[str]:
-        """Greedy text from the MLLM given a prefix sequence (used for reasoning text and object answers)."""
-        base = self.base
-        out = base.generate(
+    def generate_text(self, sequence: dict[str, torch.Tensor], max_new_tokens: int | Sequence[int]) -> list[str]:
+        """Greedy text from the MLLM given a prefix sequence (used for reasoning text and object answers).
+
+        ``max_new_tokens`` may give one limit per row: the batch runs to the largest and each row is cut to its own
+        (greedy rows are independent, so a row's text is the one a call on its own would give, up to rounding).
+        """
+        b = sequence["inputs_embeds"].shape[0]
+        limits = [max_new_tokens] * b if isinstance(max_new_tokens, int) else list(max_new_tokens)
+        if len(limits) != b or min(limits) < 1:
+            raise ValueError(f"max_new_tokens needs one positive limit per row ({b} rows), got {max_new_tokens!r}")
+        out = self.base.generate(
             inputs_embeds=sequence["inputs_embeds"],
             attention_mask=sequence["attention_mask"],
-            max_new_tokens=max_new_tokens,
+            max_new_tokens=max(limits),
             do_sample=False,
             pad_token_id=self.tokenizer.pad_token_id,
-        )
-        return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+        )  # (B, new tokens)
+        rows = [row[:n].tolist() for row, n in zip(out, limits)]
+        return [t.strip() for t in self.tokenizer.batch_decode(rows, skip_special_tokens=True)]

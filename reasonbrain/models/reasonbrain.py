@@ -14,6 +14,8 @@ from __future__ import annotations
 import copy
 import logging
 import os
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -358,8 +360,9 @@ class ReasonBrainModel(nn.Module):
             texts, padding="max_length", truncation=True,
             max_length=max_length or self.config.text_encoder.max_length, return_tensors="pt",
         )
-        ids = tok.input_ids.to(self.device)
-        mask = tok.attention_mask.to(self.device)
+        device = self.text_encoder.device  # not self.device: components may sit on different devices (offload)
+        ids = tok.input_ids.to(device)
+        mask = tok.attention_mask.to(device)
         mask[:, 0] = 1  # an empty text still gets one (pad) token to attend to
         hidden = self.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
         return hidden, mask == 0
@@ -377,56 +380,74 @@ class ReasonBrainModel(nn.Module):
         region_valid: torch.Tensor | None,
         latent_hw: tuple[int, int],
         compute_mllm_loss: bool = False,
+        *,
+        image_encoding: tuple[torch.Tensor, torch.Tensor] | None = None,
+        profile_stage: Callable[[str], AbstractContextManager] | None = None,
     ) -> ConditionOutput:
-        """FRCE -> MLLM -> QFormer -> CME -> UNet conditioning, for a batch of (image, instruction)."""
+        """FRCE -> MLLM -> QFormer -> CME -> UNet conditioning, for a batch of (image, instruction).
+
+        ``image_encoding``: ``mllm.encode_image(pixel_values)`` when the caller already has it (computed once per
+        edit). ``profile_stage``: a context-manager factory timing the sub-stages by name (benchmarks).
+        """
+        stage = profile_stage or (lambda name: nullcontext())
         b = pixel_values.shape[0]
         if not (len(instructions) == len(object_tokens) == b):
             raise ValueError(f"batch size mismatch: {b} images, {len(instructions)} instructions, "
                              f"{len(object_tokens)} object tokens")
         comp = self.config.components
         # 1. encoders: E_I (multi-scale) and IA; E_T for the instruction and the object token O
-        ia_tokens, image_features = self.mllm.encode_image(pixel_values)  # (B, N, d_llm), (B, N, Dv*k)
-        text_features, text_padding = self.encode_text(instructions)  # (B, L, D_t)
+        if image_encoding is None:
+            with stage("vision_encoder"):
+                image_encoding = self.mllm.encode_image(pixel_values)
+        ia_tokens, image_features = image_encoding  # (B, N, d_llm), (B, N, Dv*k)
+        if ia_tokens.shape[0] != b or image_features.shape[0] != b:
+            raise ValueError(f"image_encoding holds {ia_tokens.shape[0]} images for a batch of {b}")
+        with stage("text_encoder"):
+            text_features, text_padding = self.encode_text(instructions)  # (B, L, D_t)
+            object_embeds = object_padding = None
+            if self.frce is not None and comp.id_controller:
+                object_embeds, object_padding = self.encode_objects(object_tokens)  # (B, K, D_t)
         # 2. FRCE: R_V = [R_local; R_global], R_T = ID Controller(O, R_V)
         frce_out = None
         if self.frce is not None:
-            object_embeds = object_padding = None
-            if comp.id_controller:
-                object_embeds, object_padding = self.encode_objects(object_tokens)
-            if comp.region_branch and region_masks is not None:
-                region_masks = region_masks.to(device=self.device, dtype=image_features.dtype)
-                region_valid = region_valid.to(self.device)
-            frce_out = self.frce(image_features, region_masks, region_valid, object_embeds, object_padding)
+            with stage("frce"):
+                if comp.region_branch and region_masks is not None:
+                    region_masks = region_masks.to(device=image_features.device, dtype=image_features.dtype)
+                    region_valid = region_valid.to(image_features.device)
+                frce_out = self.frce(image_features, region_masks, region_valid, object_embeds, object_padding)
         # 3. MLLM over [IA(E_I(I)), R_V, R_T, E_T(H), [IMG]] -> V
-        sequence = self.mllm.build_sequence(
-            instructions, ia_tokens,
-            r_v=frce_out.r_v_llm if frce_out is not None else None,
-            r_v_padding=frce_out.r_v_padding if frce_out is not None else None,
-            r_t=frce_out.r_t_llm if frce_out is not None else None,
-            r_t_padding=frce_out.r_t_padding if frce_out is not None else None,
-        )
-        mllm_out = self.mllm(sequence, compute_loss=compute_mllm_loss)
-        # 4. QFormer: V^ = QFormer(V)
-        guidance = self.qformer(mllm_out.img_hidden)  # (B, Q, d_q)
-        # 5. CME: visual and textual enhancers
-        visual = textual = None
-        if self.cme is not None:
-            visual, textual = self.cme(
-                guidance,
-                image_features=image_features,
-                r_v=frce_out.r_v, r_v_padding=frce_out.r_v_padding,
-                text_features=text_features, text_padding=text_padding,
-                r_t=frce_out.r_t, r_t_padding=frce_out.r_t_padding,
+        with stage("mllm"):
+            sequence = self.mllm.build_sequence(
+                instructions, ia_tokens,
+                r_v=frce_out.r_v_llm if frce_out is not None else None,
+                r_v_padding=frce_out.r_v_padding if frce_out is not None else None,
+                r_t=frce_out.r_t_llm if frce_out is not None else None,
+                r_t_padding=frce_out.r_t_padding if frce_out is not None else None,
             )
-        # 6. UNet-side terms: additive input maps and cross-attention context
-        offset, context = self.conditioning(
-            latent_hw, guidance,
-            visual_enhanced=visual.enhanced if visual is not None else None,
-            visual_context=visual.context if visual is not None else None,
-            text_enhanced=textual.enhanced if textual is not None else None,
-            text_context=textual.context if textual is not None else None,
-            text_padding=text_padding,
-        )
+            mllm_out = self.mllm(sequence, compute_loss=compute_mllm_loss)
+        # 4. QFormer: V^ = QFormer(V)
+        with stage("qformer"):
+            guidance = self.qformer(mllm_out.img_hidden)  # (B, Q, d_q)
+        # 5. CME: visual and textual enhancers
+        with stage("cme"):
+            visual = textual = None
+            if self.cme is not None:
+                visual, textual = self.cme(
+                    guidance,
+                    image_features=image_features,
+                    r_v=frce_out.r_v, r_v_padding=frce_out.r_v_padding,
+                    text_features=text_features, text_padding=text_padding,
+                    r_t=frce_out.r_t, r_t_padding=frce_out.r_t_padding,
+                )
+            # 6. UNet-side terms: additive input maps and cross-attention context
+            offset, context = self.conditioning(
+                latent_hw, guidance,
+                visual_enhanced=visual.enhanced if visual is not None else None,
+                visual_context=visual.context if visual is not None else None,
+                text_enhanced=textual.enhanced if textual is not None else None,
+                text_context=textual.context if textual is not None else None,
+                text_padding=text_padding,
+            )
         return ConditionOutput(
             input_offset=offset, context=context, img_hidden=mllm_out.img_hidden, guidance=guidance,
             frce=frce_out, mllm_loss=mllm_out.mllm_loss,

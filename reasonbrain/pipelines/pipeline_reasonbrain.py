@@ -17,7 +17,7 @@ import random
 import time
 import unicodedata
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,7 @@ REFERRING_PROMPT = (
     "Answer with the object's name only."
 )
 REASONING_PROMPT = " Instruction: {} Briefly explain what the image should look like after this happens."
+REFERRING_MAX_NEW_TOKENS = 12
 
 
 @dataclass
@@ -60,6 +61,8 @@ class ReasonBrainEditOutput:
     reasoning: str | None  # the MLLM's reasoning text, on presets that generate one
     timings: dict[str, float]  # seconds per stage
     settings: dict[str, Any] = field(default_factory=dict)
+    # with ``detailed_timings=True``: {"conditioning": {sub-stage: s}, "denoise_steps": [s per step]}
+    detailed_timings: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Everything but the pixels, JSON-serialisable (the CLI's sidecar, the app's download)."""
@@ -76,6 +79,7 @@ class ReasonBrainEditOutput:
             "timings": self.timings,
             "settings": self.settings,
             "image_size": list(self.images[0].size) if self.images else None,
+            **({"detailed_timings": self.detailed_timings} if self.detailed_timings is not None else {}),
         }
 
     def to_json(self) -> str:
@@ -83,20 +87,42 @@ class ReasonBrainEditOutput:
 
 
 class _Timer:
-    """Seconds per named stage, and ``finish()``: the wall time since the timer was made (untimed work included)."""
+    """Seconds per named stage, and ``finish()``: the wall time since the timer was made (untimed work included).
 
-    def __init__(self, device: torch.device) -> None:
+    With ``detailed``, ``substage()`` and ``step_started()`` / ``step_finished()`` also record sub-stages and
+    denoising steps (each synchronises the device, so they are off unless asked for).
+    """
+
+    def __init__(self, device: torch.device, detailed: bool = False) -> None:
         self.device = device
+        self.detailed = detailed
         self.timings: dict[str, float] = {}
+        self.substages: dict[str, float] = {}
+        self.steps: list[float] = []
         self._start = time.perf_counter()
+        self._step_start = 0.0
 
     @contextmanager
-    def stage(self, name: str):
+    def stage(self, name: str, into: dict[str, float] | None = None):
         self._sync()
         start = time.perf_counter()
         yield
         self._sync()
-        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+        into = self.timings if into is None else into
+        into[name] = into.get(name, 0.0) + time.perf_counter() - start
+
+    def substage(self, name: str):
+        return self.stage(name, into=self.substages) if self.detailed else nullcontext()
+
+    def step_started(self) -> None:
+        if self.detailed:
+            self._sync()
+            self._step_start = time.perf_counter()
+
+    def step_finished(self) -> None:
+        if self.detailed:
+            self._sync()
+            self.steps.append(time.perf_counter() - self._step_start)
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -119,6 +145,8 @@ class ReasonBrainEditPipeline:
             from reasonbrain.synthworld import VOCABULARY as vocabulary
         self.vocabulary = vocabulary
         self._progress_bar_config: dict[str, Any] = {"disable": True}
+        self._offload_device: torch.device | None = None  # set by enable_model_cpu_offload()
+        self._lora_fused = False
 
     # --- construction -------------------------------------------------------------------------------------
     @classmethod
@@ -153,14 +181,63 @@ class ReasonBrainEditPipeline:
         return cls(model=model, region_proposer=proposer, **kwargs)
 
     def save_pretrained(self, folder: str | os.PathLike) -> None:
+        if self._lora_fused:
+            raise ValueError("the MLLM's LoRA is fused into its weights; call unfuse_lora() before saving")
         self.model.save_pretrained(folder)
         self.scheduler.save_pretrained(os.path.join(str(folder), "scheduler"))
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None):
+        if device is not None:
+            self._offload_device = None  # an explicit device ends CPU offload
         self.model.to(device=device, dtype=dtype)
         if self.region_proposer is not None and hasattr(self.region_proposer, "to"):
             self.region_proposer.to(device, None)
         return self
+
+    def enable_model_cpu_offload(self, device: torch.device | str) -> None:
+        """Small GPUs: keep the components in CPU memory and move each group to ``device`` only for its stages
+        (SAM; the MLLM with the encoders, FRCE, QFormer and CME; the VAE; the UNet). Same results, slower edits
+        (the weights cross PCIe on every edit); peak GPU memory is about that of the largest group.
+        ``.to(device)`` ends it."""
+        self.to("cpu")
+        self._offload_device = torch.device(device)
+
+    def fuse_lora(self) -> None:
+        """Merge the MLLM's LoRA (and [IMG] embedding rows) into its weights (peft ``merge_adapter``) for faster
+        inference: fewer kernels per layer, which matters most in text generation. Same results up to rounding."""
+        if self.model.mllm.uses_lora and not self._lora_fused:
+            self.model.mllm.vlm.merge_adapter()
+            self._lora_fused = True
+
+    def unfuse_lora(self) -> None:
+        if self._lora_fused:
+            self.model.mllm.vlm.unmerge_adapter()
+            self._lora_fused = False
+
+    def enable_xformers_memory_efficient_attention(self) -> None:
+        """xformers attention in the UNet and VAE. Without it diffusers uses torch SDPA (AttnProcessor2_0)."""
+        from diffusers.utils import is_xformers_available
+
+        if not is_xformers_available():
+            raise ValueError("xformers is not installed (GPU installs only: pip install xformers); "
+                             "torch's scaled_dot_product_attention is used without it")
+        self.model.unet.enable_xformers_memory_efficient_attention()
+        self.model.vae.enable_xformers_memory_efficient_attention()
+
+    @contextmanager
+    def _on_device(self, *modules: Any):
+        """With CPU offload: ``modules`` on the execution device for the block, back to the CPU after it."""
+        modules = tuple(m for m in modules if m is not None and hasattr(m, "to"))
+        if self._offload_device is None:
+            yield
+            return
+        for m in modules:
+            m.to(self._offload_device)
+        try:
+            yield
+        finally:
+            for m in modules:
+                m.to("cpu")
 
     def set_progress_bar_config(self, **kwargs: Any) -> None:
         self._progress_bar_config = kwargs
@@ -171,7 +248,8 @@ class ReasonBrainEditPipeline:
 
     @property
     def device(self) -> torch.device:
-        return self.model.device
+        """Where the edit runs (the execution device under CPU offload)."""
+        return self._offload_device or self.model.device
 
     # --- validation ---------------------------------------------------------------------------------------
     def check_inputs(
@@ -227,10 +305,13 @@ class ReasonBrainEditPipeline:
         referring: str | None = None,
         scheduler: str | None = None,
         progress_callback: ProgressCallback | None = None,
+        detailed_timings: bool = False,
     ) -> ReasonBrainEditOutput:
         """Edit ``image`` as ``instruction`` implies. ``scheduler`` names a scheduler class for this call only
-        (the pipeline's own ``scheduler`` is left as it is, so concurrent callers do not affect each other)."""
-        timer = _Timer(self.device)  # "total" is this call's wall time
+        (the pipeline's own ``scheduler`` is left as it is, so concurrent callers do not affect each other).
+        ``detailed_timings`` also times the conditioning's sub-stages and each denoising step (benchmarks; it
+        synchronises the device at each boundary)."""
+        timer = _Timer(self.device, detailed=detailed_timings)  # "total" is this call's wall time
         model, cfg = self.model, self.model.config
         steps = cfg.defaults.num_inference_steps if num_inference_steps is None else num_inference_steps
         g_text = cfg.defaults.guidance_scale if guidance_scale is None else guidance_scale
@@ -258,37 +339,54 @@ class ReasonBrainEditPipeline:
         # 3. SAM regions (region branch), pooled onto the vision feature grid
         regions = grid_masks = valid = None
         if cfg.components.region_branch:
-            with timer.stage("regions"):
+            with timer.stage("regions"), self._on_device(self.region_proposer):
                 regions = self.region_proposer(model_image)
                 grid = masks_to_feature_grid(regions, (model.grid_size, model.grid_size))
                 grid_masks, valid = pad_regions([grid], cfg.frce.max_regions)
 
-        # 4. The referenced object -> object token O
-        with timer.stage("referring"):
-            obj = self._refer(text, pixels, referring)
-            object_token = serialize_object_token(obj)
-            object_token_ids = model.text_tokenizer(object_token, add_special_tokens=False).input_ids
-
-        # 5. Conditioning, once per edit: FRCE -> MLLM -> QFormer -> CME (+ the empty-instruction branch for CFG)
+        # Steps 4-6 need the MLLM side (under CPU offload: one move of that group per edit)
         do_cfg = g_text > 1.0 and g_image >= 1.0
         latent_hw = (cfg.resolution // model.vae_scale_factor,) * 2
-        with timer.stage("conditioning"):
-            texts, objs = ([text, ""], [object_token, ""]) if do_cfg else ([text], [object_token])
-            n = len(texts)
-            cond = model.encode_condition(
-                pixels.expand(n, -1, -1, -1), texts, objs,
-                grid_masks.expand(n, -1, -1, -1) if grid_masks is not None else None,
-                valid.expand(n, -1) if valid is not None else None,
-                latent_hw,
-            )
+        with self._on_device(model.mllm, model.text_encoder, model.frce, model.qformer, model.cme,
+                             model.conditioning):
+            # 4. E_I(I) and IA, once per edit: reused by text generation and by the conditioning
+            with timer.stage("vision_encoder"):
+                ia_tokens, image_features = model.mllm.encode_image(pixels)  # (1, N, d_llm), (1, N, Dv*k)
 
-        reasoning = None
-        if cfg.mllm.generate_reasoning:
-            with timer.stage("reasoning"):
-                reasoning = self._generate(pixels, REASONING_PROMPT.format(text), cfg.mllm.reasoning_max_new_tokens)
+            # 5. MLLM text, one greedy batch: the referring answer (referring="mllm") and the reasoning text
+            #    (on presets that generate one; its time is then recorded under "reasoning")
+            prompts: dict[str, tuple[str, int]] = {}
+            if referring == "mllm":
+                prompts["referring"] = (REFERRING_PROMPT.format(text), REFERRING_MAX_NEW_TOKENS)
+            if cfg.mllm.generate_reasoning:
+                prompts["reasoning"] = (REASONING_PROMPT.format(text), cfg.mllm.reasoning_max_new_tokens)
+            answers: dict[str, str] = {}
+            if prompts:
+                with timer.stage("reasoning" if "reasoning" in prompts else "referring"):
+                    answers = self._generate(ia_tokens, prompts)
+            reasoning = answers.get("reasoning")
 
-        # 6. Latents: image latent for the UNet's extra channels, initial noise
-        with timer.stage("encode_image"):
+            # 6. The referenced object -> object token O
+            with timer.stage("referring"):
+                obj = self._refer(text, answers.get("referring"))
+                object_token = serialize_object_token(obj)
+                object_token_ids = model.text_tokenizer(object_token, add_special_tokens=False).input_ids
+
+            # 7. Conditioning, once per edit: FRCE -> MLLM -> QFormer -> CME (+ the empty-instruction CFG branch)
+            with timer.stage("conditioning"):
+                texts, objs = ([text, ""], [object_token, ""]) if do_cfg else ([text], [object_token])
+                n = len(texts)
+                cond = model.encode_condition(
+                    pixels.expand(n, -1, -1, -1), texts, objs,
+                    grid_masks.expand(n, -1, -1, -1) if grid_masks is not None else None,
+                    valid.expand(n, -1) if valid is not None else None,
+                    latent_hw,
+                    image_encoding=(ia_tokens.expand(n, -1, -1), image_features.expand(n, -1, -1)),
+                    profile_stage=timer.substage,
+                )
+
+        # 8. Latents: image latent for the UNet's extra channels, initial noise
+        with timer.stage("encode_image"), self._on_device(model.vae):
             image_latents = model.encode_image_latents(pixels)  # (1, C, h, w)
         k = num_images_per_prompt
         shape = (k, cfg.latent_channels, *latent_hw)
@@ -310,22 +408,24 @@ class ReasonBrainEditPipeline:
         context = context.repeat_interleave(k, dim=0)
         img = img.repeat_interleave(k, dim=0)
 
-        # 7. Denoising loop (the conditioning above is reused at every step)
+        # 9. Denoising loop: all CFG branches in one UNet call; the conditioning above is reused at every step
         timesteps = sampler.timesteps
         step_kwargs = {"generator": generator} if "generator" in inspect.signature(sampler.step).parameters else {}
-        with timer.stage("denoise"):
+        with timer.stage("denoise"), self._on_device(model.unet):
             for i, t in enumerate(tqdm(timesteps, **self._progress_bar_config)):
+                timer.step_started()
                 model_in = sampler.scale_model_input(torch.cat([latents] * branches), t)
                 noise = model.predict_noise(model_in, t.expand(model_in.shape[0]), img, offset, context)
                 if do_cfg:
                     n_text, n_image, n_uncond = noise.chunk(3)
                     noise = n_uncond + g_text * (n_text - n_image) + g_image * (n_image - n_uncond)
                 latents = sampler.step(noise, t, latents, **step_kwargs).prev_sample
+                timer.step_finished()
                 if progress_callback is not None:
                     progress_callback(i + 1, len(timesteps))
 
-        # 8. Decode and restore the input's size
-        with timer.stage("decode"):
+        # 10. Decode and restore the input's size
+        with timer.stage("decode"), self._on_device(model.vae):
             decoded = model.decode_latents(latents).float().cpu()
             images = [restore_size(im, original_size) for im in tensor_to_pil(decoded)]
 
@@ -352,6 +452,8 @@ class ReasonBrainEditPipeline:
             patch_attention=patch_attention,
             reasoning=reasoning,
             timings={k_: round(v, 4) for k_, v in timer.timings.items()},
+            detailed_timings={"conditioning": dict(timer.substages), "denoise_steps": list(timer.steps)}
+            if detailed_timings else None,
             settings={
                 "num_inference_steps": steps,
                 "guidance_scale": float(g_text),
@@ -382,18 +484,23 @@ class ReasonBrainEditPipeline:
         self.scheduler = swap_scheduler(self.scheduler, name)
 
     # --- referring and text generation ----------------------------------------------------------------------
-    def _refer(self, text: str, pixels: torch.Tensor, method: str) -> ReferencedObject:
+    def _refer(self, text: str, mllm_answer: str | None) -> ReferencedObject:
+        """The parser's object, or (referring="mllm") the object the MLLM named."""
         parsed = extract_referenced_object(text, self.vocabulary)
-        if method == "parser":
+        if mllm_answer is None:
             return parsed
-        answer = self._generate(pixels, REFERRING_PROMPT.format(text), max_new_tokens=12)
-        name = " ".join(answer.replace(".", " ").split()[:4]).strip().lower()
+        name = " ".join(mllm_answer.replace(".", " ").split()[:4]).strip().lower()
         if not name:
             logger.info("the MLLM gave no object for %r; falling back to the parser", text)
             return parsed
         return ReferencedObject(name=name, phrase=name, attributes={}, box=None, source="mllm")
 
-    def _generate(self, pixels: torch.Tensor, prompt: str, max_new_tokens: int) -> str:
-        ia_tokens, _ = self.model.mllm.encode_image(pixels)
-        sequence = self.model.mllm.build_sequence([prompt], ia_tokens, text_template="{}", append_img_tokens=False)
-        return self.model.mllm.generate_text(sequence, max_new_tokens)[0]
+    def _generate(self, ia_tokens: torch.Tensor, prompts: dict[str, tuple[str, int]]) -> dict[str, str]:
+        """{name: (prompt, max new tokens)} -> {name: text}, one greedy batch over the image's IA tokens (1, N, d)."""
+        names = list(prompts)
+        sequence = self.model.mllm.build_sequence(
+            [prompts[k][0] for k in names], ia_tokens.expand(len(names), -1, -1),
+            text_template="{}", append_img_tokens=False,
+        )
+        texts = self.model.mllm.generate_text(sequence, [prompts[k][1] for k in names])
+        return dict(zip(names, texts))

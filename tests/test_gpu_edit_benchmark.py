@@ -1,0 +1,144 @@
+"""benchmarks/gpu_edit.py on CPU (tiny preset; real presets built on the meta device) and the speed paths it
+relies on: batched MLLM text generation, fused LoRA, model CPU offload, detailed timings."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+from reasonbrain.configuration import ReasonBrainConfig
+from reasonbrain.pipelines.pipeline_reasonbrain import (
+    REASONING_PROMPT,
+    REFERRING_PROMPT,
+    ReasonBrainEditPipeline,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+INSTRUCTION = "What would happen if the ice cube were left in the sun?"
+
+
+@pytest.fixture(scope="module")
+def gpu_edit():
+    spec = importlib.util.spec_from_file_location("gpu_edit", ROOT / "benchmarks" / "gpu_edit.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def image(size: int = 64) -> PIL.Image.Image:
+    return PIL.Image.fromarray(np.random.default_rng(0).integers(0, 255, (size, size, 3), dtype=np.uint8))
+
+
+def test_benchmark_main_on_the_tiny_preset_writes_every_stage(gpu_edit, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    rc = gpu_edit.main(["--presets", "tiny", "--device", "cpu", "--dtype", "fp32", "--steps", "2", "--repeats", "1",
+                        "--cpu-offload", "--json-out", str(out)])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    assert data["environment"]["device"] == "cpu" and data["environment"]["dtype"] == "float32"
+    (result,) = data["results"]
+    assert result["status"] == "ok" and result["preset"] == "tiny"
+    assert result["parameters"]["total"] > 0 and 1 <= result["num_regions"] <= result["max_regions"]
+    run = result["runs"]["2"]
+    ours, bare = run["reasonbrain_ms"], run["bare_ms"]
+    stages = {key for key, _ in gpu_edit.ROWS} | {"total", "conditioning"}
+    assert stages <= set(ours), stages - set(ours)
+    assert {"preprocess", "text_encoder", "encode_image", "denoise", "denoise_step", "decode", "total"} <= set(bare)
+    for row in (ours, bare):
+        assert all(math.isfinite(v) for v in row.values())
+        assert all(v >= 0 for k, v in row.items() if k != "other")
+        assert row["total"] > 0 and row["denoise"] > 0
+        assert row["denoise_step"] == pytest.approx(row["denoise"] / 2, rel=0.25)
+    assert ours["total"] >= ours["denoise"] + ours["decode"]
+    # the conditioning's sub-stages are inside it
+    inner = sum(ours[k] for k in ("text_encoder", "frce", "mllm_forward", "qformer", "cme"))
+    assert inner <= ours["conditioning"] * 1.05 + 1.0
+    assert run["ratio_edit"] > 0 and run["ratio_denoise"] > 0
+    assert run["peak_gb"] is None  # CPU: no CUDA peak memory
+    assert result["cpu_offload"]["edit_ms"] > 0
+    printed = capsys.readouterr().out
+    assert "### tiny" in printed and "denoising loop / bare loop" in printed
+
+
+@pytest.mark.parametrize("preset", ["reasonbrain-3b", "reasonbrain-7b"])
+def test_real_presets_build_offline_with_substitute_tokenizers(gpu_edit, preset):
+    # the meta device: the real-size construction path without allocating billions of parameters
+    pipe, notes = gpu_edit.build_pipeline(preset, device=torch.device("meta"), dtype=torch.bfloat16)
+    model = pipe.model
+    assert any("bundled tokenizer" in n for n in notes)
+    vocab = model.mllm.base.get_input_embeddings().weight.shape[0]
+    assert max(model.mllm.img_token_ids) < vocab and len(model.mllm.tokenizer) <= vocab
+    assert model.dtype == torch.bfloat16 and pipe.region_proposer.dtype == torch.float32  # SAM 2 stays fp32
+    assert type(pipe.region_proposer.model).__name__ == "Sam2Model"
+    assert type(pipe.scheduler).__name__ == "DPMSolverMultistepScheduler"
+    assert pipe.scheduler.config.algorithm_type == "dpmsolver++" and pipe.config.defaults.num_inference_steps == 20
+    assert model.mllm.base.generation_config.eos_token_id is None  # answers run to their token limit
+    assert pipe.region_proposer.pred_iou_thresh == pipe.region_proposer.stability_score_thresh == 0.0
+    assert pipe.region_proposer.max_regions == pipe.config.frce.max_regions == 32
+    assert gpu_edit.parameter_counts(pipe)["total"] > 5e9
+
+
+def test_layer_override_reduces_only_the_transformer_depths(gpu_edit):
+    pipe, notes = gpu_edit.build_pipeline("reasonbrain-3b", device=torch.device("meta"), dtype=torch.bfloat16,
+                                          num_layers=2, resolution=256)
+    base = pipe.model.mllm.base.config
+    assert base.text_config.num_hidden_layers == 2
+    assert base.vision_config.num_hidden_layers == 14  # the deepest multi-scale feature layer is -14
+    assert pipe.model.text_encoder.config.num_hidden_layers == 2
+    assert pipe.config.resolution == 256 and any("REDUCED" in n for n in notes)
+
+
+def test_batched_generation_matches_one_prompt_at_a_time():
+    torch.manual_seed(0)
+    pipe = ReasonBrainEditPipeline.from_config(ReasonBrainConfig.from_preset("tiny"))
+    mllm = pipe.model.mllm
+    with torch.no_grad():  # random weights large enough for varied greedy tokens
+        for p in mllm.base.model.language_model.parameters():
+            p.normal_(0, 0.3)
+    ia_tokens, _ = mllm.encode_image(torch.rand(1, 3, 64, 64) * 2 - 1)
+    prompts = {"referring": (REFERRING_PROMPT.format(INSTRUCTION), 4),
+               "reasoning": (REASONING_PROMPT.format(INSTRUCTION), 9)}
+    together = pipe._generate(ia_tokens, prompts)
+    apart = {k: pipe._generate(ia_tokens, {k: v})[k] for k, v in prompts.items()}
+    assert together == apart and len(set(together["reasoning"])) > 1
+
+
+def test_fused_lora_gives_the_same_edit_and_blocks_saving(tmp_path):
+    torch.manual_seed(0)
+    cfg = ReasonBrainConfig.from_preset("tiny", mllm={"generate_reasoning": True, "reasoning_max_new_tokens": 4})
+    pipe = ReasonBrainEditPipeline.from_config(cfg)
+    with torch.no_grad():
+        for name, p in pipe.model.mllm.vlm.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.2)
+    kw = dict(seed=1, num_inference_steps=2, referring="mllm")
+    a = pipe(image(), INSTRUCTION, **kw)
+    pipe.fuse_lora()
+    b = pipe(image(), INSTRUCTION, **kw)
+    with pytest.raises(ValueError, match="unfuse_lora"):
+        pipe.save_pretrained(tmp_path / "ckpt")
+    pipe.unfuse_lora()
+    assert a.reasoning == b.reasoning and a.object_token == b.object_token
+    diff = np.abs(np.asarray(a.images[0], dtype=float) - np.asarray(b.images[0], dtype=float)).max()
+    assert diff <= 2.0
+
+
+def test_cpu_offload_and_detailed_timings_keep_the_result():
+    torch.manual_seed(0)
+    pipe = ReasonBrainEditPipeline.from_config(ReasonBrainConfig.from_preset("tiny"))
+    a = pipe(image(), INSTRUCTION, seed=3, num_inference_steps=3)
+    assert a.detailed_timings is None and "detailed_timings" not in a.to_dict()
+    pipe.enable_model_cpu_offload("cpu")
+    b = pipe(image(), INSTRUCTION, seed=3, num_inference_steps=3, detailed_timings=True)
+    assert np.array_equal(np.asarray(a.images[0]), np.asarray(b.images[0]))
+    assert set(b.detailed_timings["conditioning"]) == {"text_encoder", "frce", "mllm", "qformer", "cme"}
+    assert len(b.detailed_timings["denoise_steps"]) == 3 and "vision_encoder" in b.timings
+    pipe.to("cpu")  # an explicit device ends the offload
+    assert pipe._offload_device is None
