@@ -155,6 +155,7 @@ class Engine:
                     pipe = ReasonBrainEditPipeline.from_config(ReasonBrainConfig.from_preset(self.settings.preset))
                 else:
                     pipe = ReasonBrainEditPipeline.from_pretrained(self._checkpoint_folder())
+                pipe.fuse_lora()  # ours, inference only: LoRA merged into the MLLM (fewer kernels per token)
             pipe.to(self.device)
             self._pipeline = pipe
             seconds = time.perf_counter() - start

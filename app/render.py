@@ -22,7 +22,8 @@ MAX_INDENT = 6  # branch nesting levels drawn with indentation (deeper ones keep
 INDENT_PX = 26
 EMPTY = "—"
 # the pipeline's stages in the order they run (stored timings come back sorted by name)
-STAGE_ORDER = ("preprocess", "regions", "referring", "conditioning", "reasoning", "encode_image", "denoise", "decode")
+STAGE_ORDER = ("preprocess", "regions", "vision_encoder", "referring", "conditioning", "reasoning", "encode_image",
+               "denoise", "decode")
 
 # Click handling for the clickable HTML lists: one delegated listener on the component's root element, so it
 # survives re-renders of the content. ``trigger('select', {index, value})`` arrives as ``gr.SelectData``.
