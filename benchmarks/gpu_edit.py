@@ -318,6 +318,9 @@ def run_preset(
     result["lora_fused"] = args.fuse_lora and pipe.model.mllm.uses_lora
     if args.compile:
         pipe.model.unet.compile()
+    if args.static_cache:
+        pipe.enable_static_generation_cache()
+    result["generation_cache"] = pipe.generation_cache or "dynamic"
 
     image = scene_image(cfg.resolution)
     g_text, g_image = cfg.defaults.guidance_scale, cfg.defaults.image_guidance_scale
@@ -497,7 +500,8 @@ def environment(device: torch.device, dtype: torch.dtype, args: argparse.Namespa
         "device": str(device), "dtype": str(dtype).replace("torch.", ""), "torch": torch.__version__,
         "diffusers": diffusers.__version__, "transformers": transformers.__version__,
         "python": platform.python_version(), "compile": args.compile, "channels_last": args.channels_last,
-        "cpu_offload_row": args.cpu_offload, "fuse_lora": args.fuse_lora, "repeats": args.repeats, "steps": args.steps,
+        "cpu_offload_row": args.cpu_offload, "fuse_lora": args.fuse_lora, "static_cache": args.static_cache,
+        "repeats": args.repeats, "steps": args.steps,
         "num_layers_override": args.num_layers, "instruction": INSTRUCTION,
     }
     if device.type == "cuda":
@@ -538,6 +542,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--channels-last", action="store_true", help="UNet and VAE in channels_last memory format")
     ap.add_argument("--cpu-offload", action="store_true",
                     help="an extra row: one edit with enable_model_cpu_offload (small GPUs)")
+    ap.add_argument("--static-cache", action="store_true",
+                    help="MLLM text generation with a static KV cache (compiled decoding step on CUDA; the compile "
+                         "falls in the warm-up edit)")
     ap.add_argument("--no-fuse-lora", dest="fuse_lora", action="store_false",
                     help="keep the MLLM's LoRA unmerged (default: pipe.fuse_lora(), as an inference server should)")
     ap.add_argument("--num-layers", type=int, default=None,

@@ -108,6 +108,8 @@ def test_batched_generation_matches_one_prompt_at_a_time():
     together = pipe._generate(ia_tokens, prompts)
     apart = {k: pipe._generate(ia_tokens, {k: v})[k] for k, v in prompts.items()}
     assert together == apart and len(set(together["reasoning"])) > 1
+    pipe.enable_static_generation_cache()  # a fixed-size KV cache: the same greedy tokens
+    assert pipe._generate(ia_tokens, prompts) == together
 
 
 def test_fused_lora_gives_the_same_edit_and_blocks_saving(tmp_path):

@@ -211,8 +211,12 @@ class ReasonBrainMLLM(nn.Module):
         return MLLMOutput(img_hidden=img_hidden, mllm_loss=loss)
 
     @torch.no_grad()
-    def generate_text(self, sequence: dict[str, torch.Tensor], max_new_tokens: int | Sequence[int]) -> list[str]:
+    def generate_text(self, sequence: dict[str, torch.Tensor], max_new_tokens: int | Sequence[int], *,
+                      cache_implementation: str | None = None) -> list[str]:
         """Greedy text from the MLLM given a prefix sequence (used for reasoning text and object answers).
+
+        ``cache_implementation="static"``: transformers' fixed-size KV cache; on CUDA, transformers then compiles
+        the decoding step (CUDA graphs), so the first call pays the compilation and later tokens cost less.
 
         ``max_new_tokens`` may give one limit per row: the batch runs to the largest and each row is cut to its own
         (greedy rows are independent, so a row's text is the one a call on its own would give, up to rounding).
@@ -227,6 +231,7 @@ class ReasonBrainMLLM(nn.Module):
             max_new_tokens=max(limits),
             do_sample=False,
             pad_token_id=self.tokenizer.pad_token_id,
+            **({"cache_implementation": cache_implementation} if cache_implementation else {}),
         )  # (B, new tokens)
         rows = [row[:n].tolist() for row, n in zip(out, limits)]
         return [t.strip() for t in self.tokenizer.batch_decode(rows, skip_special_tokens=True)]

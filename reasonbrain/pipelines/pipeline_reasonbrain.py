@@ -147,6 +147,7 @@ class ReasonBrainEditPipeline:
         self._progress_bar_config: dict[str, Any] = {"disable": True}
         self._offload_device: torch.device | None = None  # set by enable_model_cpu_offload()
         self._lora_fused = False
+        self.generation_cache: str | None = None  # "static": see enable_static_generation_cache()
 
     # --- construction -------------------------------------------------------------------------------------
     @classmethod
@@ -213,6 +214,12 @@ class ReasonBrainEditPipeline:
         if self._lora_fused:
             self.model.mllm.vlm.unmerge_adapter()
             self._lora_fused = False
+
+    def enable_static_generation_cache(self) -> None:
+        """Generate the MLLM's text (referring answer, reasoning) with a static KV cache: same tokens; on CUDA
+        transformers compiles the decoding step (CUDA graphs), which removes most of the per-token overhead
+        after a slow first edit. ``generation_cache = None`` turns it off."""
+        self.generation_cache = "static"
 
     def enable_xformers_memory_efficient_attention(self) -> None:
         """xformers attention in the UNet and VAE. Without it diffusers uses torch SDPA (AttnProcessor2_0)."""
@@ -502,5 +509,6 @@ class ReasonBrainEditPipeline:
             [prompts[k][0] for k in names], ia_tokens.expand(len(names), -1, -1),
             text_template="{}", append_img_tokens=False,
         )
-        texts = self.model.mllm.generate_text(sequence, [prompts[k][1] for k in names])
+        texts = self.model.mllm.generate_text(sequence, [prompts[k][1] for k in names],
+                                              cache_implementation=self.generation_cache)
         return dict(zip(names, texts))
