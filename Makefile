@@ -35,12 +35,17 @@ lint: $(STAMP)
 clean:
 	rm -rf $(VENV)
 
-# Rebuild the bundled default checkpoint: data, training (VAE pre-training + main phase, then a continuation
-# phase from its checkpoint), export with model card.
+# Rebuild the bundled default checkpoint: data (+ 40,000 extra training samples, seed 1), training (VAE
+# pre-training + main phase, then three continuation phases; stage 4 is batch 128 and was run on a GPU),
+# export with model card.
 synth-checkpoint: $(STAMP)
 	$(BIN)/python -m reasonbrain synthworld --n 20000 --out data/synth --seed 0
+	$(BIN)/python -m reasonbrain synthworld --n 40000 --out data/synth_extra --seed 1 --split-fractions 1 0 0 \
+		--chains 0
 	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth.json
 	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage2.json
 	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage3.json
-	$(BIN)/python tools/export_synth_checkpoint.py --run runs/synth_stage3 --previous-run runs/synth \
-		--previous-run runs/synth_stage2 --data-dir data/synth --out checkpoints/synth
+	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage4.json
+	$(BIN)/python tools/export_synth_checkpoint.py --run runs/synth_stage4 --previous-run runs/synth \
+		--previous-run runs/synth_stage2 --previous-run runs/synth_stage3 --data-dir data/synth \
+		--out checkpoints/synth --ablation reports/synth-ablation

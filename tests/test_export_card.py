@@ -17,15 +17,19 @@ def load_tool():
     return module
 
 
-def fake_run(root: Path, name: str, wall_s: float, init: str | None) -> str:
+def fake_run(root: Path, name: str, wall_s: float, init: str | None, **extra) -> str:
     run = root / "runs" / name
     run.mkdir(parents=True)
     config = {"output_dir": f"runs/{name}", "data_dir": "data/synth", "batch_size": 16, "learning_rate": 4e-4,
               "weight_decay": 0.01, "val_samples": 64, "edit_region_weight": 5.0, "target_latents": "mode"}
     if init:
         config["init_checkpoint"] = init
+    summary = {"steps": 100, "wall_time_s": wall_s}
+    if "hardware" in extra:
+        summary["hardware"] = extra.pop("hardware")
+    config.update(extra)
     (run / "train_config.json").write_text(json.dumps(config))
-    (run / "summary.json").write_text(json.dumps({"steps": 100, "wall_time_s": wall_s}))
+    (run / "summary.json").write_text(json.dumps(summary))
     (run / "metrics.csv").write_text("step,mllm_loss,dm_loss,loss,lr,elapsed_s\n100,0.0,0.05,0.05,0.0,10\n")
     (run / "validation.csv").write_text("step,n,accuracy\n100,64,0.625\n")
     return str(run)
@@ -45,3 +49,22 @@ def test_three_phases_name_their_recipes_and_add_up_their_time(tmp_path):
     assert "62.5% at step 100" in text
     assert tool._minutes_text(1980 + sum(p["summary"]["wall_time_s"] for p in phases)) == "3 h 09 min"
     assert tool._minutes_text(59 * 60) == "59 min"
+
+
+def test_a_gpu_phase_stopped_early_with_extra_data_is_described(tmp_path):
+    tool = load_tool()
+    cpu = fake_run(tmp_path, "synth_stage3", 3660, "runs/synth_stage2/checkpoint")
+    gpu = fake_run(tmp_path, "synth_stage4", 212, "checkpoints/synth", hardware="NVIDIA H200 GPU, torch 2.11, fp32",
+                   max_steps=3356, batch_size=128, extra_train_dirs=["data/synth_extra"])
+    phases = [tool._read_run(r) for r in (cpu, gpu)]
+    assert phases[1]["config_file"] == "configs/train_synth_stage4.json"
+    assert (REPO / phases[1]["config_file"]).is_file()
+    here = "x86_64 CPU, 2 threads"
+    for p in phases:
+        p["hardware"] = p["hardware"] or here
+    text = tool._phase_text(5, phases[1])
+    assert "100 steps (stopped early; the cosine schedule spans 3356)" in text and "batch 128" in text
+    assert "on NVIDIA H200 GPU" in text and "`data/synth_extra`" in text
+    assert tool._train_time_text(1980, phases, here) == (
+        "1 h 34 min (x86_64 CPU, 2 threads) + 4 min (NVIDIA H200 GPU, torch 2.11, fp32)")
+    assert tool._train_time_text(0, phases[:1], here) == "1 h 01 min"

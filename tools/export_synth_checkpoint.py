@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         json.dump(metrics, f, indent=2)
     if os.path.exists(os.path.join(args.run, "loss_curve.png")):
         shutil.copy(os.path.join(args.run, "loss_curve.png"), os.path.join(tmp, "loss_curve.png"))
+    here = f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    for p in phases:  # runs from before the summary recorded its hardware ran where the export runs
+        p["hardware"] = p["hardware"] or here
     size_mb = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(tmp) for f in fs) / 2**20
     card = CARD.format(
         table=markdown_table(test),
@@ -74,9 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         phases="\n".join(_phase_text(i + 2, p) for i, p in enumerate(phases)),
         recipes=" then ".join(f"`{p['config_file']}`" for p in phases),
         data_dir=train_cfg["data_dir"], size=size_mb, status=status_text(test),
-        train_time=_minutes_text(vae.get("wall_time_s", 0) + sum(p["summary"]["wall_time_s"] for p in phases)),
+        train_time=_train_time_text(vae.get("wall_time_s", 0), phases, here),
         ablation=_ablation_text(args.ablation),
-        hardware=f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        hardware=here,
         loss=last["loss"], dm=last["dm_loss"], mllm=last["mllm_loss"],
         params=sum(p.numel() for p in pipe.model.parameters()) / 1e6,
         vae_steps=vae.get("steps", "?"), vae_batch=train_cfg.get("vae_batch_size", "?"),
@@ -125,6 +128,7 @@ def _read_run(run: str) -> dict:
         with open(os.path.join(run, "validation.csv"), encoding="utf-8") as f:
             validation = [{"step": int(r["step"]), "accuracy": float(r["accuracy"])} for r in csv.DictReader(f)]
     return {"summary": summary, "config": config, "last": last, "validation": validation,
+            "hardware": summary.get("hardware"),
             "config_file": f"configs/train_{os.path.basename(os.path.normpath(config['output_dir']))}.json"}
 
 
@@ -133,17 +137,34 @@ def _minutes_text(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
 
 
+def _train_time_text(vae_seconds: float, phases: list[dict], here: str) -> str:
+    """Total training time per kind of hardware, e.g. "3 h 09 min (x86_64 CPU ...) + 4 min (NVIDIA H200 GPU ...)"."""
+    seconds: dict[str, float] = {here: vae_seconds} if vae_seconds else {}
+    for p in phases:
+        seconds[p["hardware"]] = seconds.get(p["hardware"], 0.0) + p["summary"]["wall_time_s"]
+    if len(seconds) == 1:
+        return _minutes_text(next(iter(seconds.values())))
+    return " + ".join(f"{_minutes_text(s)} ({hw})" for hw, s in seconds.items())
+
+
 def _phase_text(number: int, phase: dict) -> str:
     cfg, summary = phase["config"], phase["summary"]
     start = f"continued from `{cfg['init_checkpoint']}`" if cfg.get("init_checkpoint") else "from scratch"
     erw = float(cfg.get("edit_region_weight", 0.0))
     val = ", ".join(f"{v['accuracy']:.1%} at step {v['step']}" for v in phase["validation"])
-    return (f"{number}. Denoiser (everything but the frozen VAE), {start}: {summary['steps']} steps, batch "
+    steps = str(summary["steps"])
+    if summary["steps"] < cfg.get("max_steps", summary["steps"]):
+        steps += f" steps (stopped early; the cosine schedule spans {cfg['max_steps']}),"
+    else:
+        steps += " steps,"
+    extra = cfg.get("extra_train_dirs") or []
+    data = f" Training data: the train split plus that of {', '.join(f'`{d}`' for d in extra)}." if extra else ""
+    return (f"{number}. Denoiser (everything but the frozen VAE), {start}: {steps} batch "
             f"{cfg['batch_size']}, AdamW lr {cfg['learning_rate']} (cosine, warm-up), weight decay "
             f"{cfg['weight_decay']}, x0-prediction on the VAE posterior's mode (`target_latents: "
             f"{cfg.get('target_latents', 'sample')}`), edit-region loss weight {erw:g} (latent cells that change "
-            f"from source to target count {1 + erw:g}x); {summary['wall_time_s'] / 60:.0f} min. Validation "
-            f"accuracy ({cfg['val_samples']} samples): {val or 'not measured'}.")
+            f"from source to target count {1 + erw:g}x); {summary['wall_time_s'] / 60:.0f} min"
+            f"{' on ' + phase['hardware'] if phase.get('hardware') else ''}.{data} Validation accuracy ({cfg['val_samples']} samples): {val or 'not measured'}.")
 
 
 CARD = """# ReasonBrain `synth` checkpoint (bundled default)
@@ -166,8 +187,8 @@ causal 25 %, story 15 %. The test split holds out 4 instruction templates and 12
    on any denoiser).
 {phases}
 
-Hardware: {hardware}. Final losses: total {loss}, diffusion {dm}, MLLM {mllm}.
-Rebuild: `make synth-checkpoint` (recipes {recipes}; training took {train_time} in all on this hardware).
+Export and evaluation: {hardware}. Final losses: total {loss}, diffusion {dm}, MLLM {mllm}.
+Rebuild: `make synth-checkpoint` (recipes {recipes}; training took {train_time}).
 Checkpoint size {size:.1f} MB.
 
 ## Reasoning accuracy on the held-out test split

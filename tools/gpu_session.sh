@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One leased-GPU session, run from the repository root (python3 = the machine's CUDA torch):
 #   1. GPU tests (tests/test_gpu.py), 2. the real-size speed benchmark (benchmarks/gpu_edit.py),
-#   3. synth stage 4 (configs/train_synth_stage4_gpu.json) sized to the time left, 4. a quick GPU evaluation.
+#   3. synth stage 4 (configs/train_synth_stage4.json) sized to the time left, 4. a quick GPU evaluation.
 # Everything it keeps lands in $OUT (at most 8 files). The whole script stops itself by BUDGET_S.
 set -u
 OUT=${OUT:-/tmp/gpu_session_out}
@@ -33,7 +33,7 @@ log "gpu tests"
 log "calibration: 60 stage-4 steps"
 python3 - <<'EOF'
 import json
-c = json.load(open("configs/train_synth_stage4_gpu.json"))
+c = json.load(open("configs/train_synth_stage4.json"))
 c.update(max_steps=60, log_every=10, lr_warmup_steps=10, output_dir="/tmp/calib", val_every=60, save_every=10**9)
 json.dump(c, open("/tmp/calib.json", "w"))
 EOF
@@ -69,7 +69,9 @@ EOF
   log "stage 4: $STEPS steps"
   if [ "${STEPS:-0}" -ge 200 ]; then
     # the loop stops itself (saving) at --max-wall-time-s; timeout is only the backstop
-    timeout $(( $(left) - 20 )) python3 -m reasonbrain.training.train --config configs/train_synth_stage4_gpu.json \
+    python3 -c "import json; c = json.load(open('configs/train_synth_stage4.json')); c['stop_after_steps'] = None; \
+json.dump(c, open('/tmp/stage4.json', 'w'))"  # sized by the calibration instead of the recorded recipe's stop
+    timeout $(( $(left) - 20 )) python3 -m reasonbrain.training.train --config /tmp/stage4.json \
       --init-checkpoint "$INIT" --max-steps "$STEPS" --max-wall-time-s $(( $(left) - EVAL_RESERVE - 30 )) \
       > runs_stage4.log 2>&1
     log "stage 4 rc=$?"

@@ -76,6 +76,7 @@ class TrainConfig:
     target_latents: str = "sample"  # "mode": the VAE posterior's mean as the target (VAEs trained from scratch)
     max_train_samples: int | None = None
     max_wall_time_s: float | None = None  # stop early (and save) once the training loop has run this long
+    stop_after_steps: int | None = None  # stop early (and save) at this step; the lr schedule still spans max_steps
 
     @classmethod
     def from_json(cls, path: str) -> TrainConfig:
@@ -326,10 +327,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             if accelerator.is_main_process:
                 _append_csv(metrics_csv, row)
             logger.info("step %d %s", step, row)
-        out_of_time = cfg.max_wall_time_s is not None and time.time() - start > cfg.max_wall_time_s
-        if out_of_time:
-            logger.warning("max_wall_time_s (%s s) reached at step %d of %d: stopping", cfg.max_wall_time_s, step,
-                           cfg.max_steps)
+        out_of_time = (cfg.max_wall_time_s is not None and time.time() - start > cfg.max_wall_time_s) or (
+            cfg.stop_after_steps is not None and step >= cfg.stop_after_steps)
+        if out_of_time and step < cfg.max_steps:
+            logger.warning("stopping early at step %d of %d (max_wall_time_s %s, stop_after_steps %s)", step,
+                           cfg.max_steps, cfg.max_wall_time_s, cfg.stop_after_steps)
         last = step == cfg.max_steps or out_of_time
         if accelerator.is_main_process and (step % cfg.val_every == 0 or last):
             last_val = validate(unwrapped, proposer, vocabulary, cfg, step, cfg.output_dir)
@@ -347,10 +349,22 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     if accelerator.is_main_process and os.path.exists(metrics_csv):
         plot_losses(metrics_csv, os.path.join(cfg.output_dir, "loss_curve.png"))
     summary = {"steps": step, "max_steps": cfg.max_steps, "wall_time_s": round(time.time() - start, 1),
-               "validation": last_val}
+               "hardware": describe_hardware(accelerator.device, mixed), "validation": last_val}
     with open(os.path.join(cfg.output_dir, "summary.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)
     return summary
+
+
+def describe_hardware(device: torch.device, mixed_precision: str) -> str:
+    """E.g. "NVIDIA H200 GPU, torch 2.11.0+cu130, fp32" or "x86_64 CPU, 2 threads, torch 2.13.0+cpu, fp32"."""
+    import platform
+
+    precision = "fp32" if mixed_precision in ("no", None) else f"{mixed_precision} mixed precision"
+    if device.type == "cuda":
+        where = f"{torch.cuda.get_device_name(device)} GPU"
+    else:
+        where = f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    return f"{where}, torch {torch.__version__}, {precision}"
 
 
 def save_checkpoint(model: ReasonBrainModel, folder: str) -> None:
