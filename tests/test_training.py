@@ -95,6 +95,10 @@ def test_training_loss_falls_logs_and_resumes(synth_data, tmp_path):
     start = ReasonBrainEditPipeline.from_pretrained(tmp_path / "run" / "checkpoint").model
     summary = train(cont)
     assert summary["steps"] == 1 and summary["max_steps"] == 50 and summary["validation"]["n"] >= 1
+    assert summary["hardware"].startswith(("x86_64 CPU", "aarch64 CPU")) and summary["hardware"].endswith("fp32")
+    stopped = train(dataclasses.replace(cont, max_wall_time_s=None, stop_after_steps=2, val_every=2,
+                                        output_dir=str(tmp_path / "stopped")))
+    assert stopped["steps"] == 2 and (tmp_path / "stopped" / "checkpoint").is_dir()
     after = ReasonBrainEditPipeline.from_pretrained(tmp_path / "stage2" / "checkpoint").model
     assert torch.equal(start.vae.decoder.conv_out.weight, after.vae.decoder.conv_out.weight)  # frozen
     assert not torch.equal(start.unet.conv_in.weight, after.unet.conv_in.weight)
