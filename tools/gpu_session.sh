@@ -6,7 +6,7 @@
 set -u
 OUT=${OUT:-/tmp/gpu_session_out}
 BUDGET_S=${BUDGET_S:-540}
-INIT=${INIT:-checkpoints/synth}
+INIT=${INIT:-checkpoints/synth}  # the checkpoint stage 4 continues from (the recorded recipe: stage 3's)
 mkdir -p "$OUT"
 T0=$(date +%s)
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -83,7 +83,8 @@ RUN=runs/synth_stage4
 if [ -d "$RUN/checkpoint" ]; then
   log "evaluation"
   timeout $(( $(left) - 15 )) python3 -m reasonbrain.evaluation.synth_eval --checkpoint "$RUN/checkpoint" \
-    --data-dir data/synth --stride 4 --device "${EVAL_DEVICE:-cuda}" --json "$OUT/eval_stage4.json" 2>&1 | tail -9
+    --data-dir data/synth --stride 4 --device "${EVAL_DEVICE:-cuda}" --json "$OUT/eval_stage4.json" \
+    2>/tmp/eval.err | tail -9  # (stderr: tqdm's progress bar)
   cp runs_stage4.log "$RUN/train.log"
   tar -czf /tmp/stage4.tgz --exclude=state "$RUN"
   split -b 15m -d /tmp/stage4.tgz "$OUT/stage4.tgz.part"
