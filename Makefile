@@ -36,7 +36,7 @@ clean:
 	rm -rf $(VENV)
 
 # Rebuild the bundled default checkpoint: data (+ 40,000 extra training samples, seed 1), training (VAE
-# pre-training + main phase, then three continuation phases; stage 4 is batch 128 and was run on a GPU),
+# pre-training + main phase, then four continuation phases; stage 4 is batch 128 and was run on a GPU),
 # export with model card.
 synth-checkpoint: $(STAMP)
 	$(BIN)/python -m reasonbrain synthworld --n 20000 --out data/synth --seed 0
@@ -46,6 +46,7 @@ synth-checkpoint: $(STAMP)
 	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage2.json
 	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage3.json
 	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage4.json
-	$(BIN)/python tools/export_synth_checkpoint.py --run runs/synth_stage4 --previous-run runs/synth \
-		--previous-run runs/synth_stage2 --previous-run runs/synth_stage3 --data-dir data/synth \
-		--out checkpoints/synth --ablation reports/synth-ablation
+	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage5.json
+	$(BIN)/python tools/export_synth_checkpoint.py --run runs/synth_stage5 --previous-run runs/synth \
+		--previous-run runs/synth_stage2 --previous-run runs/synth_stage3 --previous-run runs/synth_stage4 \
+		--data-dir data/synth --out checkpoints/synth --ablation reports/synth-ablation

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         json.dump(metrics, f, indent=2)
     if os.path.exists(os.path.join(args.run, "loss_curve.png")):
         shutil.copy(os.path.join(args.run, "loss_curve.png"), os.path.join(tmp, "loss_curve.png"))
-    here = f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    here = f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}, fp32"
     for p in phases:  # runs from before the summary recorded its hardware ran where the export runs
         p["hardware"] = p["hardware"] or here
     size_mb = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(tmp) for f in fs) / 2**20
