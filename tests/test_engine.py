@@ -266,3 +266,8 @@ def test_settings_env_and_flags(tmp_path):
 def test_settings_bad_values(argv, env, match):
     with pytest.raises(ValueError, match=match):
         Settings.from_env_and_args(argv, env=env)
+
+
+def test_engine_fuses_the_lora_of_pipelines_it_builds(engine):
+    engine.load()
+    assert engine._pipeline.model.mllm.uses_lora and engine._pipeline.lora_fused

@@ -210,6 +210,10 @@ class ReasonBrainEditPipeline:
             self.model.mllm.vlm.merge_adapter()
             self._lora_fused = True
 
+    @property
+    def lora_fused(self) -> bool:
+        return self._lora_fused
+
     def unfuse_lora(self) -> None:
         if self._lora_fused:
             self.model.mllm.vlm.unmerge_adapter()
