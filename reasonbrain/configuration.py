@@ -116,6 +116,9 @@ class ComponentsConfig:
     id_controller: bool = True
     visual_enhancer: bool = True
     text_enhancer: bool = True
+    # Ours, not in the paper (off in the paper's presets): the ID Controller's attention over R_V, spread back
+    # onto the image grid, is added to the UNet input as a "where to edit" map (see UNetConditioning).
+    grounding_map: bool = False
 
 
 @dataclass
@@ -207,6 +210,8 @@ class ReasonBrainConfig:
             errors.append("components.visual_enhancer attends to R_V: turn on patch_branch or region_branch")
         if c.text_enhancer and not c.id_controller:
             errors.append("components.text_enhancer attends to R_T: turn on id_controller")
+        if c.grounding_map and not c.id_controller:
+            errors.append("components.grounding_map spreads the ID Controller's attention: turn on id_controller")
         unet = self.diffusion.unet
         if unet and unet.get("in_channels", 8) != 2 * self.latent_channels:
             errors.append(

@@ -68,3 +68,16 @@ def test_a_gpu_phase_stopped_early_with_extra_data_is_described(tmp_path):
     assert tool._train_time_text(1980, phases, here) == (
         "1 h 34 min (x86_64 CPU, 2 threads) + 4 min (NVIDIA H200 GPU, torch 2.11, fp32)")
     assert tool._train_time_text(0, phases[:1], here) == "1 h 01 min"
+
+
+def test_a_phase_that_switches_on_the_grounding_map_says_so(tmp_path):
+    tool = load_tool()
+    run = fake_run(tmp_path, "synth_stage6", 4000, "runs/synth_stage5/checkpoint",
+                   components={"grounding_map": True}, grounding_loss_weight=0.05)
+    phase = tool._read_run(run)
+    assert (REPO / phase["config_file"]).is_file()
+    text = tool._phase_text(7, phase)
+    assert "Switched on (new modules start at zero): `grounding_map`." in text
+    assert "Grounding loss weight 0.05" in text
+    plain = tool._phase_text(7, tool._read_run(fake_run(tmp_path, "synth_stage5", 10, "runs/synth_stage4/checkpoint")))
+    assert "Grounding" not in plain and "Switched on" not in plain

@@ -96,15 +96,21 @@ def test_training_loss_falls_logs_and_resumes(synth_data, tmp_path):
     summary = train(cont)
     assert summary["steps"] == 1 and summary["max_steps"] == 50 and summary["validation"]["n"] >= 1
     assert summary["hardware"].startswith(("x86_64 CPU", "aarch64 CPU")) and summary["hardware"].endswith("fp32")
-    stopped = train(dataclasses.replace(cont, max_wall_time_s=None, stop_after_steps=2, val_every=2,
-                                        output_dir=str(tmp_path / "stopped")))
+    # stop_after_steps; this phase also switches the grounding map on and supervises the ID Controller
+    stopped = train(dataclasses.replace(cont, max_wall_time_s=None, stop_after_steps=2, val_every=2, log_every=1,
+                                        output_dir=str(tmp_path / "stopped"), components={"grounding_map": True},
+                                        grounding_loss_weight=0.5))
     assert stopped["steps"] == 2 and (tmp_path / "stopped" / "checkpoint").is_dir()
+    rows = list(csv.DictReader(open(tmp_path / "stopped" / "metrics.csv")))
+    assert all(float(r["grounding_loss"]) > 0 and 0 <= float(r["grounding_hit"]) <= 1 for r in rows)
+    grounded = ReasonBrainEditPipeline.from_pretrained(tmp_path / "stopped" / "checkpoint").model
+    assert grounded.config.components.grounding_map and grounded.conditioning.grounding_to_input.abs().sum() > 0
     after = ReasonBrainEditPipeline.from_pretrained(tmp_path / "stage2" / "checkpoint").model
     assert torch.equal(start.vae.decoder.conv_out.weight, after.vae.decoder.conv_out.weight)  # frozen
     assert not torch.equal(start.unet.conv_in.weight, after.unet.conv_in.weight)
     with pytest.raises(FileNotFoundError):
         train(dataclasses.replace(cont, extra_train_dirs=[str(tmp_path / "missing")], output_dir=str(tmp_path / "m")))
-    with pytest.raises(ValueError, match="components switches apply to new models"):
+    with pytest.raises(ValueError, match="may only switch modules on"):
         train(dataclasses.replace(cont, components={"baseline": True}, output_dir=str(tmp_path / "bad")))
 
 

@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         train_time=_train_time_text(vae.get("wall_time_s", 0), phases, here),
         ablation=_ablation_text(args.ablation),
         hardware=here,
+        ours=(" Beyond the paper, its UNet input also gets the *grounding map*: the ID Controller's attention over "
+              "patches and regions, spread back onto the image, times a learned vector (`components.grounding_map`)."
+              if pipe.model.config.components.grounding_map else ""),
         loss=last["loss"], dm=last["dm_loss"], mllm=last["mllm_loss"],
         params=sum(p.numel() for p in pipe.model.parameters()) / 1e6,
         vae_steps=vae.get("steps", "?"), vae_batch=train_cfg.get("vae_batch_size", "?"),
@@ -159,6 +162,12 @@ def _phase_text(number: int, phase: dict) -> str:
         steps += " steps,"
     extra = cfg.get("extra_train_dirs") or []
     data = f" Training data: the train split plus that of {', '.join(f'`{d}`' for d in extra)}." if extra else ""
+    switched = [name for name, on in (cfg.get("components") or {}).items() if on]
+    if cfg.get("init_checkpoint") and switched:
+        data += f" Switched on (new modules start at zero): {', '.join(f'`{n}`' for n in switched)}."
+    if cfg.get("grounding_loss_weight"):
+        data += (f" Grounding loss weight {cfg['grounding_loss_weight']:g} (the ID Controller's attention is "
+                 "trained towards the patches and regions whose pixels the edit changes).")
     return (f"{number}. Denoiser (everything but the frozen VAE), {start}: {steps} batch "
             f"{cfg['batch_size']}, AdamW lr {cfg['learning_rate']} (cosine, warm-up), weight decay "
             f"{cfg['weight_decay']}, x0-prediction on the VAE posterior's mode (`target_latents: "
@@ -172,7 +181,7 @@ CARD = """# ReasonBrain `synth` checkpoint (bundled default)
 The library's own small ReasonBrain ({params:.1f} M parameters, every component of the paper: FRCE patch and region
 branches, ID Controller, LLaVA-class MLLM with 8 [IMG] tokens, QFormer, CME, an 8-channel-latent UNet) trained from
 scratch on the procedural synthetic reasoning world (`python -m reasonbrain synthworld`), so that the app performs
-real hypothetical edits on a fresh offline machine. Regions come from the colour segmenter (no SAM weights offline).
+real hypothetical edits on a fresh offline machine. Regions come from the colour segmenter (no SAM weights offline).{ours}
 
 ## Status
 {status}

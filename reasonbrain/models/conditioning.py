@@ -16,6 +16,10 @@ class UNetConditioning(ModelMixin, ConfigMixin):
     instruction tokens, so it is pooled into a per-channel offset. Both maps start at zero (zero-initialised
     projections), so an InstructPix2Pix UNet starts from its own behaviour. Without CME (the paper's "plain"
     variant) the QFormer output V^ is projected straight to the context.
+
+    ``use_grounding`` (ours, not in the paper): the FRCE's ``id_map`` (the ID Controller's attention from the
+    object token's last token, spread onto the image grid) times a learned per-channel vector is added too, telling the UNet where the referred
+    object is. The vector starts at zero, so switching it on does not change a trained model's output.
     """
 
     @register_to_config
@@ -28,6 +32,7 @@ class UNetConditioning(ModelMixin, ConfigMixin):
         grid_size: int,
         use_visual: bool = True,
         use_text: bool = True,
+        use_grounding: bool = False,
     ) -> None:
         super().__init__()
         if use_visual:
@@ -38,6 +43,8 @@ class UNetConditioning(ModelMixin, ConfigMixin):
             self.text_to_input = nn.Linear(cross_attention_dim, in_channels)
             nn.init.zeros_(self.text_to_input.weight)
             nn.init.zeros_(self.text_to_input.bias)
+        if use_grounding:
+            self.grounding_to_input = nn.Parameter(torch.zeros(in_channels))
         if not (use_visual or use_text):
             self.guidance_to_context = nn.Linear(guidance_dim, cross_attention_dim)
 
@@ -50,6 +57,7 @@ class UNetConditioning(ModelMixin, ConfigMixin):
         text_enhanced: torch.Tensor | None = None,
         text_context: torch.Tensor | None = None,
         text_padding: torch.Tensor | None = None,
+        id_map: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (input_offset (B, C_in, h, w), context (B, L, cross_attention_dim))."""
         c = self.config
@@ -67,6 +75,11 @@ class UNetConditioning(ModelMixin, ConfigMixin):
             pooled = (text_enhanced * keep).sum(1) / keep.sum(1).clamp(min=1.0)  # (B, D)
             offset = offset + self.text_to_input(pooled)[:, :, None, None]
             contexts.append(text_context)
+        if c.use_grounding:
+            if id_map is None:
+                raise ValueError("use_grounding needs the FRCE's id_map (the ID Controller must be on)")
+            where = F.interpolate(id_map[:, None].to(offset.dtype), size=latent_hw, mode="bilinear", align_corners=False)
+            offset = offset + self.grounding_to_input[None, :, None, None] * where
         if not contexts:
             contexts.append(self.guidance_to_context(guidance))
         return offset, torch.cat(contexts, dim=1)

@@ -21,6 +21,8 @@ class FRCEOutput:
     r_t_padding: torch.Tensor | None  # (B, K) True where the object token sequence is padding
     id_attention: torch.Tensor | None  # (B, Lp + R) ID Controller attention over R_V, averaged over O's tokens
     num_patch_tokens: int  # Lp (0 when the patch branch is off)
+    id_focus: torch.Tensor | None  # (B, Lp + R) attention of O's last token (the causal text encoder's summary of O)
+    id_map: torch.Tensor | None  # (B, grid, grid) id_focus spread back onto the vision grid, max 1 per image
     r_v_llm: torch.Tensor | None  # (B, Lp + R, d_llm) R_V mapped into the MLLM's space
     r_t_llm: torch.Tensor | None  # (B, K, d_llm)
 
@@ -118,7 +120,7 @@ class FineGrainedReasoningCues(ModelMixin, ConfigMixin):
             pads.append(~region_valid)
         r_v = torch.cat(parts, dim=1)  # (B, Lp + R, D)
         r_v_padding = torch.cat(pads, dim=1)  # (B, Lp + R)
-        r_t = id_attention = r_t_llm = None
+        r_t = id_attention = r_t_llm = id_focus = id_map = None
         if c.use_id_controller:
             if object_embeds is None:
                 raise ValueError("the ID Controller needs object_embeds (the embedded object token O)")
@@ -128,6 +130,11 @@ class FineGrainedReasoningCues(ModelMixin, ConfigMixin):
             keep = (~object_padding).unsqueeze(-1).to(weights.dtype)  # (B, K, 1)
             id_attention = (weights * keep).sum(1) / keep.sum(1).clamp(min=1.0)  # (B, Lp + R)
             r_t_llm = self.r_t_to_llm(r_t)  # (B, K, d_llm)
+            # O's last token has seen the whole phrase ("red apple | left"): its attention is the AND of the words,
+            # where the average over tokens is closer to an OR
+            last = (~object_padding).sum(1).clamp(min=1) - 1  # (B,)
+            id_focus = weights[torch.arange(b, device=weights.device), last]  # (B, Lp + R)
+            id_map = self.attention_map(id_focus, region_masks if c.use_region_branch else None)
         return FRCEOutput(
             r_v=r_v,
             r_v_padding=r_v_padding,
@@ -135,9 +142,25 @@ class FineGrainedReasoningCues(ModelMixin, ConfigMixin):
             r_t_padding=object_padding if c.use_id_controller else None,
             id_attention=id_attention,
             num_patch_tokens=self.num_patch_tokens,
+            id_focus=id_focus,
+            id_map=id_map,
             r_v_llm=self.r_v_to_llm(r_v),
             r_t_llm=r_t_llm,
         )
+
+    def attention_map(self, attention: torch.Tensor, region_masks: torch.Tensor | None) -> torch.Tensor:
+        """(B, Lp + R) weights over R_V -> (B, grid, grid): each patch token's weight on its p x p cells plus
+        each region's weight on its mask, divided by the per-image maximum (a "where" map in [0, 1])."""
+        c = self.config
+        g, p, lp = c.grid_size, c.patch_size, self.num_patch_tokens
+        out = attention.new_zeros(attention.shape[0], g, g)
+        if lp:
+            cells = attention[:, :lp].reshape(-1, g // p, g // p)
+            out = out + cells.repeat_interleave(p, dim=1).repeat_interleave(p, dim=2)
+        if region_masks is not None:
+            r = region_masks.shape[1]
+            out = out + torch.einsum("br,brhw->bhw", attention[:, lp : lp + r], region_masks.to(attention.dtype))
+        return out / out.flatten(1).amax(-1).clamp(min=1e-12)[:, None, None]
 
 
 def _mask_geometry(masks: torch.Tensor, grid: int) -> torch.Tensor:

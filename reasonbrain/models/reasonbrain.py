@@ -230,7 +230,7 @@ class ReasonBrainModel(nn.Module):
         conditioning = make(
             "conditioning", UNetConditioning,
             in_channels=in_ch, cross_attention_dim=cad, guidance_dim=q.hidden_size, grid_size=grid,
-            use_visual=comp.visual_enhancer, use_text=comp.text_enhancer,
+            use_visual=comp.visual_enhancer, use_text=comp.text_enhancer, use_grounding=comp.grounding_map,
         )
         return cls(
             config=config, mllm=mllm, text_encoder=text_encoder, text_tokenizer=text_tokenizer, frce=frce,
@@ -447,6 +447,7 @@ class ReasonBrainModel(nn.Module):
                 text_enhanced=textual.enhanced if textual is not None else None,
                 text_context=textual.context if textual is not None else None,
                 text_padding=text_padding,
+                id_map=frce_out.id_map if frce_out is not None else None,
             )
         return ConditionOutput(
             input_offset=offset, context=context, img_hidden=mllm_out.img_hidden, guidance=guidance,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -14,18 +15,21 @@ from reasonbrain.models.reasonbrain import ReasonBrainModel
 from reasonbrain.schedulers import make_scheduler
 
 ABLATION_SWITCHES = ("patch_branch", "region_branch", "id_controller", "visual_enhancer", "text_enhancer")
+EXTRA_SWITCHES = ("grounding_map",)  # ours, not in the paper's table 4
 
 
 def ablation_config(config: ReasonBrainConfig, **switches: bool) -> ReasonBrainConfig:
     """A copy of ``config`` with components switched off, e.g. ``ablation_config(c, region_branch=False)``.
 
-    ``baseline=True`` turns every FRCE/CME component off (the paper's "MLLM + diffusion" baseline).
+    ``baseline=True`` turns every FRCE/CME component off (the paper's "MLLM + diffusion" baseline), and
+    ours (``grounding_map``) with them.
     """
     if switches.pop("baseline", False):
-        switches = {name: False for name in ABLATION_SWITCHES} | switches
-    unknown = set(switches) - set(ABLATION_SWITCHES)
+        switches = {name: False for name in ABLATION_SWITCHES + EXTRA_SWITCHES} | switches
+    unknown = set(switches) - set(ABLATION_SWITCHES + EXTRA_SWITCHES)
     if unknown:
-        raise ValueError(f"unknown ablation switches {sorted(unknown)}; valid: {', '.join(ABLATION_SWITCHES)}")
+        raise ValueError(f"unknown ablation switches {sorted(unknown)}; "
+                         f"valid: {', '.join(ABLATION_SWITCHES + EXTRA_SWITCHES)}")
     return config.replace(components=switches)
 
 
@@ -48,6 +52,12 @@ class ReasonBrainTrainingTask(nn.Module):
     ``edit_region_weight`` (ours, not in the paper; 0 turns it off) multiplies the diffusion loss by
     ``1 + edit_region_weight`` on the latent cells whose pixels change between source and target, so that
     small edits in large unchanged scenes are not drowned by learning to copy the background.
+
+    ``grounding_loss_weight`` (ours, not in the paper; 0 turns it off) supervises the ID Controller's attention
+    from the object token's last token (``id_focus``) over R_V = [patch tokens; region tokens]: cross-entropy against each token's share of changed pixels (a
+    patch's changed fraction, a region mask's changed fraction), normalised per sample. Samples whose
+    instruction was dropped or whose target equals the source are left out. The losses then also hold
+    ``grounding_loss`` and ``grounding_hit`` (share of samples whose most-attended token overlaps the edit).
     """
 
     EDIT_THRESHOLD = 0.05  # per-pixel max |target - source| on the [-1, 1] scale that counts as changed
@@ -61,6 +71,7 @@ class ReasonBrainTrainingTask(nn.Module):
         mllm_loss_weight: float = 1.0,
         edit_region_weight: float = 0.0,
         target_latents: str = "sample",
+        grounding_loss_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.model = model
@@ -68,6 +79,7 @@ class ReasonBrainTrainingTask(nn.Module):
         self.cond_dropout = cond_dropout
         self.mllm_loss_weight = mllm_loss_weight
         self.edit_region_weight = edit_region_weight
+        self.grounding_loss_weight = grounding_loss_weight
         if target_latents not in ("sample", "mode"):
             raise ValueError(f"target_latents must be 'sample' or 'mode', got {target_latents!r}")
         self.target_latents = target_latents
@@ -118,7 +130,40 @@ class ReasonBrainTrainingTask(nn.Module):
         else:
             dm_loss = sq_err.mean()
         mllm_loss = cond.mllm_loss
-        return {"mllm_loss": mllm_loss, "dm_loss": dm_loss, "loss": dm_loss + self.mllm_loss_weight * mllm_loss}
+        losses = {"mllm_loss": mllm_loss, "dm_loss": dm_loss, "loss": dm_loss + self.mllm_loss_weight * mllm_loss}
+        if self.grounding_loss_weight:
+            if cond.frce is None or cond.frce.id_focus is None:
+                raise ValueError("grounding_loss_weight needs the ID Controller (components.id_controller)")
+            referred = torch.tensor([bool(o) for o in object_tokens], device=device)
+            g_loss, hit = self.grounding_loss(cond.frce, source, target, batch.region_masks, referred)
+            losses["grounding_loss"], losses["grounding_hit"] = g_loss, hit
+            losses["loss"] = losses["loss"] + self.grounding_loss_weight * g_loss
+        return losses
+
+    def grounding_loss(self, frce, source, target, region_masks, referred) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cross-entropy of id_focus against the changed-pixel share of each R_V token, hit rate)."""
+        attention = frce.id_focus.float()  # (B, Lp + R)
+        grid = self.model.grid_size
+        changed = ((target - source).abs().amax(dim=1, keepdim=True) > self.EDIT_THRESHOLD).float()
+        changed = F.adaptive_avg_pool2d(changed, grid)[:, 0]  # (B, g, g) changed fraction per cell
+        shares = []
+        if frce.num_patch_tokens:
+            side = math.isqrt(frce.num_patch_tokens)
+            shares.append(F.adaptive_avg_pool2d(changed[:, None], side).flatten(1))  # (B, Lp)
+        if attention.shape[1] > frce.num_patch_tokens:
+            masks = region_masks.to(changed.device, changed.dtype)  # (B, R, g, g)
+            shares.append((masks * changed[:, None]).flatten(2).sum(-1) / masks.flatten(2).sum(-1).clamp(min=1e-6))
+        share = torch.cat(shares, dim=1)
+        total = share.sum(-1)
+        keep = referred & (total > 0)
+        if not bool(keep.any()):
+            zero = attention.new_zeros(())
+            return zero, zero
+        dist = share[keep] / total[keep, None]
+        ce = -(dist * attention[keep].clamp(min=1e-8).log()).sum(-1).mean()
+        top = attention[keep].argmax(-1, keepdim=True)
+        hit = (share[keep].gather(1, top) > 0).float().mean()
+        return ce, hit.detach()
 
     @classmethod
     def edit_mask(cls, source: torch.Tensor, target: torch.Tensor, latent_hw) -> torch.Tensor:

@@ -73,6 +73,7 @@ class TrainConfig:
     vae_learning_rate: float = 1e-3
     vae_batch_size: int = 32
     edit_region_weight: float = 0.0  # extra loss weight on the latents that change from source to target
+    grounding_loss_weight: float = 0.0  # supervise the ID Controller's attention with the edited pixels (ours)
     target_latents: str = "sample"  # "mode": the VAE posterior's mean as the target (VAEs trained from scratch)
     max_train_samples: int | None = None
     max_wall_time_s: float | None = None  # stop early (and save) once the training loop has run this long
@@ -93,13 +94,23 @@ class TrainConfig:
 def build_model(cfg: TrainConfig) -> ReasonBrainModel:
     if cfg.init_checkpoint:
         model = ReasonBrainModel.from_pretrained(cfg.init_checkpoint)
-        if cfg.components:
-            raise ValueError("components switches apply to new models; leave them out with init_checkpoint")
-        return model
+        return with_components(model, cfg.components) if cfg.components else model
     model_cfg = ReasonBrainConfig.from_preset(cfg.preset, **cfg.model_overrides)
     if cfg.components:
         model_cfg = ablation_config(model_cfg, **cfg.components)
     return ReasonBrainModel.from_config(model_cfg, load_backbones=cfg.load_backbones)
+
+
+def with_components(model: ReasonBrainModel, components: dict[str, bool]) -> ReasonBrainModel:
+    """``model`` rebuilt with more components switched on: its weights are kept, the new modules start from their
+    own initialisation (zero where they feed the UNet, so the output is unchanged until they are trained)."""
+    new = ReasonBrainModel.from_config(ablation_config(model.config, **components))
+    missing, unexpected = new.load_state_dict(model.state_dict(), strict=False)
+    if unexpected:
+        raise ValueError(f"components {components} would drop weights of the checkpoint ({unexpected[:3]}...); "
+                         "with init_checkpoint, components may only switch modules on")
+    logger.info("new modules start from their initialisation: %s", missing)
+    return new.eval()
 
 
 def vocabulary_for(config: ReasonBrainConfig):
@@ -287,7 +298,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         pretrain_vae(model, cfg, records, accelerator, cfg.output_dir)
 
     task = ReasonBrainTrainingTask(model, cond_dropout=cfg.cond_dropout, edit_region_weight=cfg.edit_region_weight,
-                                   target_latents=cfg.target_latents)
+                                   target_latents=cfg.target_latents, grounding_loss_weight=cfg.grounding_loss_weight)
     optimizer = torch.optim.AdamW(task.trainable_parameters(), lr=cfg.learning_rate, betas=cfg.adam_betas,
                                   weight_decay=cfg.weight_decay)
     lr_scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.lr_warmup_steps,
