@@ -23,7 +23,6 @@ annotator's rows: another annotator's item id is "not found".
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import math
@@ -52,7 +51,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from app.store import MAX_USER_ID_CHARS, Base, NotFound, Store, UTCDateTime, write_atomic
+from app.store import MAX_USER_ID_CHARS, Base, NotFound, Store, UTCDateTime, encode_png, write_atomic
 from reasonbrain.reason50k import read_split
 
 logger = logging.getLogger(__name__)
@@ -275,14 +274,8 @@ class RatingStore:
         return os.path.join(self.store.data_dir, *parts)
 
     def _save_image(self, image: PIL.Image.Image) -> str:
-        """PNG of the pixels only (no metadata that could name a method), content-addressed; returns the rel path."""
-        rgb = image.convert("RGB")
-        clean = PIL.Image.frombytes("RGB", rgb.size, rgb.tobytes())
-        buf = io.BytesIO()
-        clean.save(buf, format="PNG", compress_level=6)
-        data = buf.getvalue()
-        sha = hashlib.sha256(data).hexdigest()
-        rel = f"{IMAGES_DIR}/{sha[:2]}/{sha}.png"
+        """RGB PNG of the pixels only (no metadata that could name a method), content-addressed; the rel path."""
+        data, rel = encode_png(image.convert("RGB"), IMAGES_DIR)
         path = self.image_path(rel)
         if not os.path.isfile(path):
             write_atomic(path, data)

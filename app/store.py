@@ -306,7 +306,7 @@ class Store:
 
     def save_image(self, image: PIL.Image.Image) -> str:
         """Store ``image`` as PNG; returns its relative path. Equal pixels (and mode) -> the same path."""
-        data, rel = _encode_png(image)
+        data, rel = encode_png(image)
         with self._session(write=True):  # the write lock keeps a concurrent GC from racing this file
             self._write_file(rel, data)
         return rel
@@ -371,7 +371,7 @@ class Store:
     ) -> ChainInfo:
         _check_user(user_id)
         title = DEFAULT_TITLE if title is None else _clean_title(title)
-        data, rel = _encode_png(source_image)
+        data, rel = encode_png(source_image)
         now = _now()
         with self._session(write=True) as s:
             self._write_file(rel, data)
@@ -470,7 +470,7 @@ class Store:
             in_data, in_rel = None, input_image
             self.image_path(in_rel)  # validates the form; existence is checked under the lock
         else:
-            in_data, in_rel = _encode_png(input_image)
+            in_data, in_rel = encode_png(input_image)
         try:
             row = self._add_step_locked(user_id, chain_id, parent_id, in_rel, in_data, out_data, row_fields)
         except BaseException:
@@ -529,7 +529,7 @@ class Store:
         row_fields, out_data = self._step_fields(instruction, output_image, seed, settings, preset,
                                                  checkpoint_hash, timings, details)
         title = _auto_title(row_fields["instruction"]) if title is None else _clean_title(title)
-        src_data, src_rel = _encode_png(source_image)
+        src_data, src_rel = encode_png(source_image)
         try:
             with self._session(write=True) as s:
                 self._write_file(src_rel, src_data)
@@ -558,7 +558,7 @@ class Store:
             "timings_json": _dumps("timings", timings),
             "details_json": _dumps("details", details),
         }
-        return fields, _encode_png(output_image)
+        return fields, encode_png(output_image)
 
     def _insert_step(self, s: Session, chain: ChainRow, parent_id: str | None, position: int, in_rel: str,
                      out_data: tuple[bytes, str], fields: dict[str, Any]) -> StepRow:
@@ -670,7 +670,7 @@ def write_atomic(path: str, data: bytes) -> None:
     _fsync_dir(folder)
 
 
-def _encode_png(image: PIL.Image.Image) -> tuple[bytes, str]:
+def encode_png(image: PIL.Image.Image, folder: str = IMAGES_DIR) -> tuple[bytes, str]:
     """PNG bytes of the pixels only (metadata dropped, fixed settings) and their content-addressed path."""
     if not isinstance(image, PIL.Image.Image):
         raise ValueError(f"expected a PIL image, got {type(image).__name__}")
@@ -684,7 +684,7 @@ def _encode_png(image: PIL.Image.Image) -> tuple[bytes, str]:
     clean.save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     data = buf.getvalue()
     sha = hashlib.sha256(data).hexdigest()
-    return data, f"{IMAGES_DIR}/{sha[:2]}/{sha}.png"
+    return data, f"{folder}/{sha[:2]}/{sha}.png"
 
 
 def _referenced_paths_stmt(paths: list[str] | None = None):
