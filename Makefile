@@ -47,6 +47,8 @@ synth-checkpoint: $(STAMP)
 	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage3.json
 	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage4.json
 	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage5.json
-	$(BIN)/python tools/export_synth_checkpoint.py --run runs/synth_stage5 --previous-run runs/synth \
+	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage6.json
+	$(BIN)/python tools/export_synth_checkpoint.py --run runs/synth_stage6 --previous-run runs/synth \
 		--previous-run runs/synth_stage2 --previous-run runs/synth_stage3 --previous-run runs/synth_stage4 \
+		--previous-run runs/synth_stage5 \
 		--data-dir data/synth --out checkpoints/synth --ablation reports/synth-ablation
