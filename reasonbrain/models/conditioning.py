@@ -18,8 +18,9 @@ class UNetConditioning(ModelMixin, ConfigMixin):
     variant) the QFormer output V^ is projected straight to the context.
 
     ``use_grounding`` (ours, not in the paper): the FRCE's ``id_map`` (the ID Controller's attention from the
-    object token's last token, spread onto the image grid) times a learned per-channel vector is added too, telling the UNet where the referred
-    object is. The vector starts at zero, so switching it on does not change a trained model's output.
+    object token's last token, spread onto the image grid) times a learned per-channel vector is added too,
+    telling the UNet where the referred object is. The vector starts at zero, so switching it on does not
+    change a trained model's output.
     """
 
     @register_to_config

@@ -54,8 +54,9 @@ class ReasonBrainTrainingTask(nn.Module):
     small edits in large unchanged scenes are not drowned by learning to copy the background.
 
     ``grounding_loss_weight`` (ours, not in the paper; 0 turns it off) supervises the ID Controller's attention
-    from the object token's last token (``id_focus``) over R_V = [patch tokens; region tokens]: cross-entropy against each token's share of changed pixels (a
-    patch's changed fraction, a region mask's changed fraction), normalised per sample. Samples whose
+    from the object token's last token (``id_focus``) over R_V = [patch tokens; region tokens]: cross-entropy
+    against each token's share of changed pixels (a patch's changed fraction, a region mask's changed
+    fraction), normalised per sample. Samples whose
     instruction was dropped or whose target equals the source are left out. The losses then also hold
     ``grounding_loss`` and ``grounding_hit`` (share of samples whose most-attended token overlaps the edit).
     """
@@ -144,8 +145,7 @@ class ReasonBrainTrainingTask(nn.Module):
         """(cross-entropy of id_focus against the changed-pixel share of each R_V token, hit rate)."""
         attention = frce.id_focus.float()  # (B, Lp + R)
         grid = self.model.grid_size
-        changed = ((target - source).abs().amax(dim=1, keepdim=True) > self.EDIT_THRESHOLD).float()
-        changed = F.adaptive_avg_pool2d(changed, grid)[:, 0]  # (B, g, g) changed fraction per cell
+        changed = F.adaptive_avg_pool2d(self.changed_pixels(source, target), grid)[:, 0]  # (B, g, g) fraction
         shares = []
         if frce.num_patch_tokens:
             side = math.isqrt(frce.num_patch_tokens)
@@ -168,8 +168,12 @@ class ReasonBrainTrainingTask(nn.Module):
     @classmethod
     def edit_mask(cls, source: torch.Tensor, target: torch.Tensor, latent_hw) -> torch.Tensor:
         """(B, 1, h, w) 1.0 where any pixel under a latent cell changes from source to target, else 0.0."""
-        changed = ((target - source).abs().amax(dim=1, keepdim=True) > cls.EDIT_THRESHOLD).float()
-        return F.adaptive_max_pool2d(changed, tuple(latent_hw))
+        return F.adaptive_max_pool2d(cls.changed_pixels(source, target), tuple(latent_hw))
+
+    @classmethod
+    def changed_pixels(cls, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W) 1.0 where a pixel changes by more than ``EDIT_THRESHOLD`` in any channel, else 0.0."""
+        return ((target - source).abs().amax(dim=1, keepdim=True) > cls.EDIT_THRESHOLD).float()
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
