@@ -81,3 +81,18 @@ def test_a_phase_that_switches_on_the_grounding_map_says_so(tmp_path):
     assert "Grounding loss weight 0.05" in text
     plain = tool._phase_text(7, tool._read_run(fake_run(tmp_path, "synth_stage5", 10, "runs/synth_stage4/checkpoint")))
     assert "Grounding" not in plain and "Switched on" not in plain
+
+
+def test_a_module_switched_on_earlier_is_not_switched_on_again_and_a_summary_note_is_kept(tmp_path):
+    tool = load_tool()
+    stage6 = tool._read_run(fake_run(tmp_path, "synth_stage6", 4000, "runs/synth_stage5/checkpoint",
+                                     components={"grounding_map": True}, grounding_loss_weight=0.5))
+    stage7 = tool._read_run(fake_run(tmp_path, "synth_stage7", 300, "runs/synth_stage6/checkpoint",
+                                     components={"grounding_map": True}, grounding_loss_weight=0.5))
+    assert "Switched on" in tool._phase_text(7, stage6, [])
+    text = tool._phase_text(8, stage7, [stage6])
+    assert "Switched on" not in text and "Grounding loss weight 0.5" in text
+    assert "Note:" not in text
+    stage7["summary"]["note"] = "the run was killed during its final save; the checkpoint is the step-1500 save"
+    assert "Note: the run was killed during its final save; the checkpoint is the step-1500 save." in (
+        tool._phase_text(8, stage7, [stage6]))

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # One leased-GPU session, run from the repository root (python3 = the machine's CUDA torch):
 #   1. GPU tests (tests/test_gpu.py), 2. the real-size speed benchmark (benchmarks/gpu_edit.py),
-#   3. synth stage 4 (configs/train_synth_stage4.json) sized to the time left, 4. a quick GPU evaluation.
+#   3. a synth training stage (CONFIG) sized to the time left, 4. a quick GPU evaluation.
 # Everything it keeps lands in $OUT (at most 8 files). The whole script stops itself by BUDGET_S.
+# STEPS=N skips the calibration; SKIP_TESTS / SKIP_BENCH / SKIP_EVAL=1 skip those parts.
 set -u
 OUT=${OUT:-/tmp/gpu_session_out}
 BUDGET_S=${BUDGET_S:-540}
-INIT=${INIT:-checkpoints/synth}  # the checkpoint stage 4 continues from (the recorded recipe: stage 3's)
+CONFIG=${CONFIG:-configs/train_synth_stage4.json}
+INIT=${INIT:-checkpoints/synth}  # the checkpoint the stage continues from (the recipe names the previous run's)
 mkdir -p "$OUT"
 T0=$(date +%s)
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -26,14 +28,19 @@ log "data"
 python3 -m reasonbrain synthworld --n "${N:-20000}" --out data/synth --seed 0 --no-progress 2>&1 | tail -1
 python3 -m reasonbrain synthworld --n "${EXTRA_N:-40000}" --out data/synth_extra --seed 1 --split-fractions 1 0 0 \
   --chains 0 --no-progress 2>&1 | tail -1
+if grep -q synth_extra2 "$CONFIG"; then
+  python3 -m reasonbrain synthworld --n 60000 --out data/synth_extra2 --seed 2 --split-fractions 1 0 0 \
+    --chains 0 --no-progress 2>&1 | tail -1
+fi
 
 log "gpu tests"
 [ -n "${SKIP_TESTS:-}" ] || timeout 120 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py 2>&1 | tail -15
 
-log "calibration: 60 stage-4 steps"
-python3 - <<'EOF'
-import json
-c = json.load(open("configs/train_synth_stage4.json"))
+if [ -z "${STEPS:-}" ]; then
+log "calibration: 60 steps"
+python3 - "$CONFIG" <<'EOF'
+import json, sys
+c = json.load(open(sys.argv[1]))
 c.update(max_steps=60, log_every=10, lr_warmup_steps=10, output_dir="/tmp/calib", val_every=60, save_every=10**9)
 json.dump(c, open("/tmp/calib.json", "w"))
 EOF
@@ -45,15 +52,20 @@ CALIB_RC=$?
 CALIB_WALL=$(( $(date +%s) - C0 ))
 tail -4 /tmp/calib.log; cat /tmp/calib/metrics.csv 2>/dev/null
 log "calibration rc=$CALIB_RC wall=${CALIB_WALL}s"
+fi
 
+if [ -z "${SKIP_BENCH:-}" ]; then
 log "benchmark"
 timeout "${BENCH_TIMEOUT:-180}" python3 benchmarks/gpu_edit.py ${BENCH_ARGS:---presets reasonbrain-3b reasonbrain-7b --steps 20 50 --repeats 3} --json-out "$OUT/gpu_edit.json" \
   > "$OUT/gpu_edit.log" 2>&1
 log "benchmark rc=$?"
 tail -60 "$OUT/gpu_edit.log"
+fi
 
 EVAL_RESERVE=${EVAL_RESERVE:-75}
-if [ "$CALIB_RC" = 0 ]; then
+if [ -n "${STEPS:-}" ]; then
+  log "stage: $STEPS steps (given)"
+elif [ "$CALIB_RC" = 0 ]; then
   STEPS=$(python3 - "$CALIB_WALL" "$(left)" "$EVAL_RESERVE" <<'EOF'
 import csv, sys
 wall, left, reserve = (float(a) for a in sys.argv[1:])
@@ -66,28 +78,33 @@ print(max(0, min(steps, 20000)))
 print(f"per step {per_step:.3f} s, fixed {fixed:.0f} s, left {left:.0f} s -> {steps} steps", file=sys.stderr)
 EOF
 )
-  log "stage 4: $STEPS steps"
-  if [ "${STEPS:-0}" -ge 200 ]; then
+  log "stage: $STEPS steps"
+fi
+RUN=$(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['output_dir'])" "$CONFIG")
+NAME=$(basename "$RUN")
+if [ "${STEPS:-0}" -ge 200 ]; then
     # the loop stops itself (saving) at --max-wall-time-s; timeout is only the backstop
-    python3 -c "import json; c = json.load(open('configs/train_synth_stage4.json')); c['stop_after_steps'] = None; \
-json.dump(c, open('/tmp/stage4.json', 'w'))"  # sized by the calibration instead of the recorded recipe's stop
-    timeout $(( $(left) - 20 )) python3 -m reasonbrain.training.train --config /tmp/stage4.json \
-      --init-checkpoint "$INIT" --max-steps "$STEPS" --max-wall-time-s $(( $(left) - EVAL_RESERVE - 30 )) \
-      > runs_stage4.log 2>&1
-    log "stage 4 rc=$?"
-    grep -E "validation|Error|error" runs_stage4.log | tail -8
-  fi
+    python3 -c "import json, sys; c = json.load(open(sys.argv[1])); c['stop_after_steps'] = None; \
+json.dump(c, open('/tmp/stage.json', 'w'))" "$CONFIG"  # sized here instead of by the recorded recipe's stop
+    rm -rf "$RUN"  # a warm machine keeps the last call's files
+    # the cap counts the loop only: start-up (~20 s) and the final validation + save (~10 s) come on top
+    timeout $(( $(left) - 10 )) python3 -m reasonbrain.training.train --config /tmp/stage.json \
+      --init-checkpoint "$INIT" --max-steps "$STEPS" --max-wall-time-s $(( $(left) - EVAL_RESERVE - 60 )) \
+      > "$NAME.log" 2>&1
+    log "$NAME rc=$?"
+    grep -E "validation|Error|error|stopping" "$NAME.log" | tail -8
 fi
 
-RUN=runs/synth_stage4
 if [ -d "$RUN/checkpoint" ]; then
-  log "evaluation"
-  timeout $(( $(left) - 15 )) python3 -m reasonbrain.evaluation.synth_eval --checkpoint "$RUN/checkpoint" \
-    --data-dir data/synth --stride 4 --device "${EVAL_DEVICE:-cuda}" --json "$OUT/eval_stage4.json" \
-    2>/tmp/eval.err | tail -9  # (stderr: tqdm's progress bar)
-  cp runs_stage4.log "$RUN/train.log"
-  tar -czf /tmp/stage4.tgz --exclude=state "$RUN"
-  split -b 15m -d /tmp/stage4.tgz "$OUT/stage4.tgz.part"
+  cp "$NAME.log" "$RUN/train.log"
+  tar -czf "/tmp/$NAME.tgz" --exclude=state "$RUN"
+  split -b 15m -d "/tmp/$NAME.tgz" "$OUT/$NAME.tgz.part"
+  if [ -z "${SKIP_EVAL:-}" ]; then
+    log "evaluation"
+    timeout $(( $(left) - 10 )) python3 -m reasonbrain.evaluation.synth_eval --checkpoint "$RUN/checkpoint" \
+      --data-dir data/synth --stride 4 --device "${EVAL_DEVICE:-cuda}" --json "$OUT/eval_$NAME.json" \
+      2>/tmp/eval.err | tail -9  # (stderr: tqdm's progress bar)
+  fi
 fi
 log "done"
 ls -la "$OUT"
