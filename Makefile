@@ -35,12 +35,14 @@ lint: $(STAMP)
 clean:
 	rm -rf $(VENV)
 
-# Rebuild the bundled default checkpoint: data (+ 40,000 extra training samples, seed 1), training (VAE
-# pre-training + main phase, then four continuation phases; stage 4 is batch 128 and was run on a GPU),
-# export with model card.
+# Rebuild the bundled default checkpoint: data (+ 100,000 extra training samples, seeds 1 and 2), training
+# (VAE pre-training + main phase, then six continuation phases; stages 4 and 7 are batch 128 and were run on
+# a GPU), export with model card.
 synth-checkpoint: $(STAMP)
 	$(BIN)/python -m reasonbrain synthworld --n 20000 --out data/synth --seed 0
 	$(BIN)/python -m reasonbrain synthworld --n 40000 --out data/synth_extra --seed 1 --split-fractions 1 0 0 \
+		--chains 0
+	$(BIN)/python -m reasonbrain synthworld --n 60000 --out data/synth_extra2 --seed 2 --split-fractions 1 0 0 \
 		--chains 0
 	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth.json
 	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage2.json
@@ -48,7 +50,9 @@ synth-checkpoint: $(STAMP)
 	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage4.json
 	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage5.json
 	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage6.json
-	$(BIN)/python tools/export_synth_checkpoint.py --run runs/synth_stage6 --previous-run runs/synth \
+	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage7.json
+	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage8.json
+	$(BIN)/python tools/export_synth_checkpoint.py --run runs/synth_stage8 --previous-run runs/synth \
 		--previous-run runs/synth_stage2 --previous-run runs/synth_stage3 --previous-run runs/synth_stage4 \
-		--previous-run runs/synth_stage5 \
+		--previous-run runs/synth_stage5 --previous-run runs/synth_stage6 --previous-run runs/synth_stage7 \
 		--data-dir data/synth --out checkpoints/synth --ablation reports/synth-ablation

@@ -96,3 +96,15 @@ def test_a_module_switched_on_earlier_is_not_switched_on_again_and_a_summary_not
     stage7["summary"]["note"] = "the run was killed during its final save; the checkpoint is the step-1500 save"
     assert "Note: the run was killed during its final save; the checkpoint is the step-1500 save." in (
         tool._phase_text(8, stage7, [stage6]))
+
+
+def test_the_status_line_names_the_categories_under_target_or_says_that_none_are():
+    tool = load_tool()
+    weak = tool.status_text({"accuracy": 0.626, "n": 2005, "per_category": {"story": 0.542, "temporal": 0.85}})
+    assert weak.startswith("**Below the product target**") and "categories under it: story 54.2%" in weak
+    assert "many edits are wrong" in weak and "temporal" not in weak
+    close = tool.status_text({"accuracy": 0.855, "n": 2005, "per_category": {"story": 0.869, "physical": 0.831}})
+    assert close.startswith("**Below the product target**") and "every category meets it" in close
+    assert "about one edit in 7 is wrong" in close
+    met = tool.status_text({"accuracy": 0.91, "n": 2005, "per_category": {"story": 0.85}})
+    assert met.startswith("Meets the product target: 91.0% overall")

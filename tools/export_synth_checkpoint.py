@@ -108,8 +108,13 @@ def status_text(test: dict) -> str:
                 f"category >= {TARGET_PER_CATEGORY:.0%}.")
     return (f"**Below the product target**: {test['accuracy']:.1%} reasoning accuracy on the held-out test split "
             f"({test['n']} samples; target >= {TARGET_OVERALL:.0%} overall and >= {TARGET_PER_CATEGORY:.0%} per "
-            f"category; categories under it: {', '.join(low) or 'none'}). Chance is about 25 % (four outcomes). "
-            "The app works with it, but many edits change the wrong object or to the wrong state.")
+            f"category; {'categories under it: ' + ', '.join(low) if low else 'every category meets it'}). "
+            f"Chance is about 25 % (four outcomes). The app works with it, but {_wrong_share(test['accuracy'])} "
+            "wrong: a wrong object, a wrong state or too little change.")
+
+
+def _wrong_share(accuracy: float) -> str:
+    return "many edits are" if accuracy < 0.75 else f"about one edit in {round(1 / (1 - accuracy))} is"
 
 
 def _ablation_text(folder: str | None) -> str:
