@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         table=markdown_table(test),
         chains=" / ".join(f"{k}: {v:.1%}" for k, v in chains.items() if k.endswith("-step")),
         n_chains=chains["chains"],
-        phases="\n".join(_phase_text(i + 2, p, phases[:i]) for i, p in enumerate(phases)),
+        phases="\n".join(_phase_text(i + 2, p) for i, p in enumerate(phases)),
         recipes=" then ".join(f"`{p['config_file']}`" for p in phases),
         data_dir=train_cfg["data_dir"], size=size_mb, status=status_text(test),
         train_time=_train_time_text(vae.get("wall_time_s", 0), phases, here),
@@ -155,12 +155,7 @@ def _train_time_text(vae_seconds: float, phases: list[dict], here: str) -> str:
     return " + ".join(f"{_minutes_text(s)} ({hw})" for hw, s in seconds.items())
 
 
-def _switched_on(phase: dict) -> set[str]:
-    return {name for name, on in (phase["config"].get("components") or {}).items() if on}
-
-
-def _phase_text(number: int, phase: dict, earlier: list[dict] = ()) -> str:
-    """``earlier``: the phases before it (modules they switched on are not "switched on" again)."""
+def _phase_text(number: int, phase: dict) -> str:
     cfg, summary = phase["config"], phase["summary"]
     start = f"continued from `{cfg['init_checkpoint']}`" if cfg.get("init_checkpoint") else "from scratch"
     erw = float(cfg.get("edit_region_weight", 0.0))
@@ -172,7 +167,7 @@ def _phase_text(number: int, phase: dict, earlier: list[dict] = ()) -> str:
         steps += " steps,"
     extra = cfg.get("extra_train_dirs") or []
     data = f" Training data: the train split plus that of {', '.join(f'`{d}`' for d in extra)}." if extra else ""
-    switched = sorted(_switched_on(phase).difference(*(_switched_on(p) for p in earlier)))
+    switched = [name for name, on in (cfg.get("components") or {}).items() if on]
     if cfg.get("init_checkpoint") and switched:
         data += f" Switched on (new modules start at zero): {', '.join(f'`{n}`' for n in switched)}."
     if cfg.get("grounding_loss_weight"):
