@@ -80,7 +80,10 @@ def test_a_phase_that_switches_on_the_grounding_map_says_so(tmp_path):
     assert "Switched on (new modules start at zero): `grounding_map`." in text
     assert "Grounding loss weight 0.05" in text
     plain = tool._phase_text(7, tool._read_run(fake_run(tmp_path, "synth_stage5", 10, "runs/synth_stage4/checkpoint")))
-    assert "Grounding" not in plain and "Switched on" not in plain
+    assert "Grounding" not in plain and "Switched on" not in plain and "re-framing" not in plain
+    stage9 = tool._read_run(fake_run(tmp_path, "synth_stage9", 1800, "runs/synth_stage8/checkpoint",
+                                     grounding_loss_weight=0.5, instruction_reframing=0.5))
+    assert "Instruction re-framing 50% (that share of instructions keeps its object" in tool._phase_text(10, stage9)
 
 
 def test_a_summary_note_is_kept_in_the_phase_text(tmp_path):

@@ -35,6 +35,7 @@ from reasonbrain.synthworld import (
 )
 from reasonbrain.synthworld.accuracy import image_distance, psnr
 from reasonbrain.synthworld.cli import main as cli_main
+from reasonbrain.synthworld.instructions import reframe_instruction, reframe_record, split_instruction
 from reasonbrain.synthworld.world import transformations_from
 
 REPO = Path(__file__).resolve().parents[1]
@@ -203,6 +204,40 @@ def test_split_holdouts(renderer):
             seen["combo"] += bool(combos & HELDOUT_COMBOS)
             assert ("template" in r.holdout) == (r.template_id in HELDOUT_TEMPLATES)
     assert seen["template"] >= 15 and seen["combo"] >= 5, seen
+
+
+def test_reframing_keeps_object_and_condition(samples):
+    import random
+
+    from reasonbrain.referring import extract_referenced_object
+    from reasonbrain.synthworld import VOCABULARY
+
+    heldout_only = {"Assume", "Consider", "image"}  # words only the held-out templates use
+    rng, changed = random.Random(0), 0
+    for s in samples:
+        r = s.record
+        slots = split_instruction(r.instruction, r.template_id, r.transformation)
+        assert slots is not None, r.instruction
+        tr = next(t for t in TRANSFORMATIONS if t.id == r.transformation)
+        assert ("story" in slots) == bool(tr.stories)
+        if "cond" in slots:
+            assert slots["cond"] in tr.conditions and slots["ref"].startswith("the ")
+        for _ in range(3):
+            text = reframe_instruction(r.instruction, r.template_id, r.transformation, rng)
+            core = slots.get("story") or slots["cond"]
+            assert core in text and text[0].isupper()
+            assert not heldout_only & set(text.replace("?", " ").replace(".", " ").split()), text
+            before, after = (extract_referenced_object(t, VOCABULARY) for t in (r.instruction, text))
+            assert (after.name, after.attributes) == (before.name, before.attributes)
+            changed += text != r.instruction
+    assert changed > 2 * len(samples)  # mostly new wording
+    # deterministic in the generator; unparsable instructions (other data) pass through unchanged
+    r = samples[0].record
+    assert (reframe_instruction(r.instruction, r.template_id, r.transformation, random.Random(5))
+            == reframe_instruction(r.instruction, r.template_id, r.transformation, random.Random(5)))
+    assert reframe_instruction("Make it rain.", r.template_id, r.transformation, rng) == "Make it rain."
+    assert split_instruction(r.instruction, "T99", r.transformation) is None
+    assert reframe_record(r, rng, probability=0.0) == r.instruction
 
 
 # ----------------------------------------------------------------------------------------- output

@@ -36,6 +36,15 @@ def test_read_split_and_dataset(synth_data):
     assert batch.region_masks.shape == (2, 8, 8, 8) and batch.region_valid.any(dim=1).all()
     assert all(t.startswith("<obj>") and t != "<obj> </obj>" for t in batch.object_tokens)
 
+    from reasonbrain.synthworld.instructions import reframe_record
+
+    reframed = Reason50KDataset(records, resolution=64, grid_size=8, max_regions=8, vocabulary=VOCABULARY,
+                                instruction_transform=lambda rec, rng: reframe_record(rec, rng, probability=1.0))
+    items = [reframed[i] for i in range(len(records))]
+    assert sum(it["instruction"] != rec.instruction for it, rec in zip(items, records)) > len(records) // 2
+    plain = Reason50KDataset(records, resolution=64, grid_size=8, max_regions=8, vocabulary=VOCABULARY)
+    assert [it["object_token"] for it in items] == [plain[i]["object_token"] for i in range(len(records))]
+
 
 def test_read_split_rejects_malformed_records(tmp_path):
     path = tmp_path / "bad.jsonl"

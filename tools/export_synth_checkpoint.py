@@ -173,6 +173,10 @@ def _phase_text(number: int, phase: dict) -> str:
     if cfg.get("grounding_loss_weight"):
         data += (f" Grounding loss weight {cfg['grounding_loss_weight']:g} (the ID Controller's attention is "
                  "trained towards the patches and regions whose pixels the edit changes).")
+    if cfg.get("instruction_reframing"):
+        data += (f" Instruction re-framing {cfg['instruction_reframing']:.0%} (that share of instructions keeps its "
+                 "object and condition, or story, in a new frame made of the training templates' words; the "
+                 "held-out templates' words are never used).")
     if summary.get("note"):
         data += f" Note: {summary['note']}."
     return (f"{number}. Denoiser (everything but the frozen VAE), {start}: {steps} batch "

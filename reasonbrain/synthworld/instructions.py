@@ -11,6 +11,7 @@ is unique, else by colour and/or position (positions are unique per scene).
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Mapping
 from types import MappingProxyType
 
@@ -80,6 +81,86 @@ def make_instruction(tr: Transformation, template_id: str, ref: str, rng: random
     else:
         text = CLAUSE_TEMPLATES[template_id].format(ref=ref, cond=rng.choice(tr.conditions))
     return text[0].upper() + text[1:]
+
+
+_SLOT = re.compile(r"\{(ref|cond|story)\}")
+
+
+def _pieces(template: str) -> list[str]:
+    """``template``'s fixed text around its slots: [before, (between,) after]."""
+    return _SLOT.split(template)[::2]
+
+
+def _pattern(template: str, conditions: tuple[str, ...]) -> re.Pattern[str]:
+    parts = _SLOT.split(template)
+    slot = {"ref": "(?P<ref>.+?)", "story": "(?P<story>.+?)",
+            "cond": "(?P<cond>" + "|".join(map(re.escape, conditions)) + ")"}
+    body = "".join(re.escape(p) if i % 2 == 0 else slot[p] for i, p in enumerate(parts))
+    return re.compile(body + r"\Z", re.IGNORECASE | re.DOTALL)
+
+
+# framing text of the templates the training split may use (the held-out ones never contribute)
+_TRAIN_CLAUSES = [_pieces(t) for tid, t in CLAUSE_TEMPLATES.items() if tid not in HELDOUT_TEMPLATES]
+_TRAIN_STORIES = [_pieces(t) for tid, t in STORY_TEMPLATES.items() if tid not in HELDOUT_TEMPLATES]
+_FRAME_WORDS = sorted({w for pieces in _TRAIN_CLAUSES + _TRAIN_STORIES for piece in pieces
+                       for w in re.findall(r"[A-Za-z']+", piece)})
+
+
+def split_instruction(instruction: str, template_id: str, transformation: str) -> dict[str, str] | None:
+    """The slot texts (``ref`` and ``cond``, or ``story``) of an instruction made from ``template_id`` for the
+    transformation with id ``transformation``; None when it does not parse."""
+    template = TEMPLATES.get(template_id)
+    tr = next((t for t in TRANSFORMATIONS if t.id == transformation), None)
+    if template is None or tr is None:
+        return None
+    match = _pattern(template, tr.conditions or ("",)).match(instruction)
+    return None if match is None else {k: v for k, v in match.groupdict().items() if v is not None}
+
+
+def _random_words(rng: random.Random, low: int, high: int) -> str:
+    return " ".join(rng.choice(_FRAME_WORDS) for _ in range(rng.randint(low, high)))
+
+
+def _frame(rng: random.Random, real: list[str], *, end: bool) -> str:
+    """A prefix (or, ``end``, a suffix): a training template's own, random framing words, or nothing."""
+    roll = rng.random()
+    if roll < 0.45:
+        return real[-1] if end else real[0]
+    if roll < 0.85:
+        words = _random_words(rng, 1, 6)
+        return f" {words}{rng.choice('?.')}" if end else f"{words}{rng.choice(['', ':', ','])} "
+    return rng.choice("?.") if end else ""
+
+
+def reframe_instruction(instruction: str, template_id: str, transformation: str, rng: random.Random) -> str:
+    """``instruction`` re-worded around the same object and condition (or story) by a frame made of the training
+    templates' own text: another template's start and end, random words from them, or none. A training
+    augmentation that teaches the text side that the frame carries no information; the held-out templates'
+    words are never used. Instructions that do not parse come back unchanged."""
+    slots = split_instruction(instruction, template_id, transformation)
+    if slots is None:
+        return instruction
+    if "story" in slots:
+        start, end = _frame(rng, rng.choice(_TRAIN_STORIES), end=False), _frame(rng, rng.choice(_TRAIN_STORIES), end=True)
+        text = f"{start}{slots['story']}{end}"
+    else:
+        ref, cond = slots["ref"], slots["cond"]
+        start, end = (_frame(rng, rng.choice(_TRAIN_CLAUSES), end=e) for e in (False, True))
+        if rng.random() < 0.5:
+            middle = " "
+        else:  # "{ref} look like if it {cond}"
+            between = [p[1] for p in _TRAIN_CLAUSES if len(p) == 3 and p[1].strip()]
+            middle = rng.choice(between) if rng.random() < 0.5 else f" {_random_words(rng, 1, 4)} if it "
+        text = f"{start}{ref}{middle}{cond}{end}"
+    return text[0].upper() + text[1:]
+
+
+def reframe_record(record, rng: random.Random, probability: float = 0.5) -> str:
+    """A synthworld record's instruction, re-framed (``reframe_instruction``) with ``probability``."""
+    extra = getattr(record, "extra", {})
+    if rng.random() >= probability or "template_id" not in extra or "transformation" not in extra:
+        return record.instruction
+    return reframe_instruction(record.instruction, extra["template_id"], extra["transformation"], rng)
 
 
 def example_instructions(per_category: int = 3, seed: int = 0) -> dict[str, list[str]]:

@@ -3,6 +3,9 @@ objects`` (image paths relative to the jsonl's folder) plus any extra fields, wh
 
 from __future__ import annotations
 
+import dataclasses
+import random
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -53,7 +56,9 @@ class Reason50KDataset(Dataset):
         max_regions: int,
         region_proposer=None,
         vocabulary=None,
+        instruction_transform: Callable[[Reason50KRecord, random.Random], str] | None = None,
     ) -> None:
+        """``instruction_transform(record, rng)``: an augmentation returning the instruction to train on."""
         if not records:
             raise ValueError("the dataset is empty: check the split file")
         self.records = records
@@ -62,6 +67,7 @@ class Reason50KDataset(Dataset):
         self.max_regions = max_regions
         self.region_proposer = region_proposer
         self.vocabulary = vocabulary
+        self.instruction_transform = instruction_transform
 
     def __len__(self) -> int:
         return len(self.records)
@@ -71,6 +77,9 @@ class Reason50KDataset(Dataset):
         src = load_image(rec.src_image)
         source, _ = prepare_image(src, self.resolution)
         target, _ = prepare_image(load_image(rec.tgt_image), self.resolution)
+        if self.instruction_transform is not None:  # torch seeds each loader worker differently
+            rng = random.Random(int(torch.randint(0, 2**62, (1,))))
+            rec = dataclasses.replace(rec, instruction=self.instruction_transform(rec, rng))
         item = {
             "source": source,
             "target": target,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -32,6 +33,7 @@ from reasonbrain.configuration import ReasonBrainConfig
 from reasonbrain.image_io import load_image, prepare_image
 from reasonbrain.models.reasonbrain import ReasonBrainModel
 from reasonbrain.regions import build_region_proposer
+from reasonbrain.synthworld.instructions import reframe_record
 from reasonbrain.training.data import Reason50KDataset, ReconstructionImages, read_split
 from reasonbrain.training.task import ReasonBrainTrainingTask, ablation_config
 
@@ -74,6 +76,7 @@ class TrainConfig:
     vae_batch_size: int = 32
     edit_region_weight: float = 0.0  # extra loss weight on the latents that change from source to target
     grounding_loss_weight: float = 0.0  # supervise the ID Controller's attention with the edited pixels (ours)
+    instruction_reframing: float = 0.0  # synthworld: re-frame this share of instructions (training templates' words)
     target_latents: str = "sample"  # "mode": the VAE posterior's mean as the target (VAEs trained from scratch)
     max_train_samples: int | None = None
     max_wall_time_s: float | None = None  # stop early (and save) once the training loop has run this long
@@ -282,8 +285,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         records += read_split(os.path.join(folder, cfg.train_split))
     if cfg.max_train_samples:
         records = records[: cfg.max_train_samples]
+    reframe = (functools.partial(reframe_record, probability=cfg.instruction_reframing)
+               if cfg.instruction_reframing > 0 else None)
     dataset = Reason50KDataset(records, resolution=mcfg.resolution, grid_size=model.grid_size,
-                               max_regions=mcfg.frce.max_regions, region_proposer=proposer, vocabulary=vocabulary)
+                               max_regions=mcfg.frce.max_regions, region_proposer=proposer, vocabulary=vocabulary,
+                               instruction_transform=reframe)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True, collate_fn=dataset.collate,
                         num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed),
                         persistent_workers=cfg.num_workers > 0)
