@@ -44,6 +44,8 @@ synth-checkpoint: $(STAMP)
 		--chains 0
 	$(BIN)/python -m reasonbrain synthworld --n 60000 --out data/synth_extra2 --seed 2 --split-fractions 1 0 0 \
 		--chains 0
+	$(BIN)/python -m reasonbrain synthworld --n 60000 --out data/synth_extra3 --seed 3 --split-fractions 1 0 0 \
+		--chains 0
 	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth.json
 	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage2.json
 	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage3.json
@@ -52,7 +54,9 @@ synth-checkpoint: $(STAMP)
 	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage6.json
 	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage7.json
 	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage8.json
-	$(BIN)/python tools/export_synth_checkpoint.py --run runs/synth_stage8 --previous-run runs/synth \
+	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage9.json
+	$(BIN)/python tools/export_synth_checkpoint.py --run runs/synth_stage9 --previous-run runs/synth \
 		--previous-run runs/synth_stage2 --previous-run runs/synth_stage3 --previous-run runs/synth_stage4 \
 		--previous-run runs/synth_stage5 --previous-run runs/synth_stage6 --previous-run runs/synth_stage7 \
+		--previous-run runs/synth_stage8 \
 		--data-dir data/synth --out checkpoints/synth --ablation reports/synth-ablation

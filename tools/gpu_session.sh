@@ -28,10 +28,10 @@ log "data"
 python3 -m reasonbrain synthworld --n "${N:-20000}" --out data/synth --seed 0 --no-progress 2>&1 | tail -1
 python3 -m reasonbrain synthworld --n "${EXTRA_N:-40000}" --out data/synth_extra --seed 1 --split-fractions 1 0 0 \
   --chains 0 --no-progress 2>&1 | tail -1
-if grep -q synth_extra2 "$CONFIG"; then
-  python3 -m reasonbrain synthworld --n 60000 --out data/synth_extra2 --seed 2 --split-fractions 1 0 0 \
+for seed in $(grep -o 'synth_extra[0-9]' "$CONFIG" | grep -o '[0-9]$'); do  # data/synth_extraN: seed N, 60,000
+  python3 -m reasonbrain synthworld --n 60000 --out "data/synth_extra$seed" --seed "$seed" --split-fractions 1 0 0 \
     --chains 0 --no-progress 2>&1 | tail -1
-fi
+done
 
 log "gpu tests"
 [ -n "${SKIP_TESTS:-}" ] || timeout 120 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py 2>&1 | tail -15
