@@ -67,6 +67,29 @@ def test_grounding_map_starts_as_a_no_op_then_marks_where_the_id_controller_look
     assert b.frce.id_map.shape == (2, plain.grid_size, plain.grid_size)
 
 
+def test_pipeline_reports_the_attention_the_grounding_map_spreads():
+    from reasonbrain.pipelines.pipeline_reasonbrain import ReasonBrainEditPipeline
+    from reasonbrain.regions import ColorSegmentsRegionProposer
+
+    image = Image.new("RGB", (64, 64), (40, 90, 160))
+    image.paste((220, 40, 40), (8, 30, 24, 46))
+    image.paste((240, 220, 30), (40, 30, 56, 46))
+    plain = get_dummy_components()
+    for model, field in ((plain, "id_attention"), (with_components(plain, {"grounding_map": True}), "id_focus")):
+        pipe = ReasonBrainEditPipeline(model=model, region_proposer=ColorSegmentsRegionProposer(max_regions=4))
+        seen = []
+        hook = model.frce.register_forward_hook(lambda module, args, out: seen.append(out))
+        try:
+            out = pipe(image, "What if the red square on the left melted?", num_inference_steps=1, seed=0)
+        finally:
+            hook.remove()
+        attn = getattr(seen[0], field)[0]
+        lp, r = seen[0].num_patch_tokens, len(out.regions)
+        expected = attn[lp : lp + r] / attn[lp : lp + r].sum()
+        torch.testing.assert_close(torch.tensor(out.region_attention), expected.float(), atol=1e-5, rtol=1e-4)
+        assert not torch.allclose(seen[0].id_focus, seen[0].id_attention)  # the two fields tell apart
+
+
 def test_with_components_keeps_the_checkpoint_and_refuses_to_drop_modules(tmp_path):
     from reasonbrain.pipelines.pipeline_reasonbrain import ReasonBrainEditPipeline
 

@@ -56,8 +56,10 @@ class ReasonBrainEditOutput:
     object_token: str  # the serialised object token O fed to the ID Controller
     object_token_ids: list[int]  # O's ids in the text encoder's vocabulary
     regions: Regions | None  # SAM regions at the model resolution (None when the region branch is off)
-    region_attention: list[float] | None  # ID Controller attention over the regions (sums to 1)
-    patch_attention: list[list[float]] | None  # ID Controller attention over the patch grid (heatmap)
+    # ID Controller attention over the regions (sums to 1) and over the patch grid (heatmap): the attention the
+    # grounding map spreads (O's last token) when that component is on, else the average over O's tokens
+    region_attention: list[float] | None
+    patch_attention: list[list[float]] | None
     reasoning: str | None  # the MLLM's reasoning text, on presets that generate one
     timings: dict[str, float]  # seconds per stage
     settings: dict[str, Any] = field(default_factory=dict)
@@ -442,7 +444,9 @@ class ReasonBrainEditPipeline:
 
         region_attention = patch_attention = None
         if cond.frce is not None and cond.frce.id_attention is not None:
-            attn = cond.frce.id_attention[0].float().cpu()  # (Lp + R,)
+            # with the grounding map on, report the attention the UNet is conditioned on (O's last token)
+            focus = cond.frce.id_focus if cfg.components.grounding_map else None
+            attn = (focus if focus is not None else cond.frce.id_attention)[0].float().cpu()  # (Lp + R,)
             lp = cond.frce.num_patch_tokens
             if lp:
                 side = int(math.isqrt(lp))
