@@ -77,8 +77,8 @@ def test_pipeline_reports_the_attention_the_grounding_map_spreads():
     plain = get_dummy_components()
     for model, field in ((plain, "id_attention"), (with_components(plain, {"grounding_map": True}), "id_focus")):
         pipe = ReasonBrainEditPipeline(model=model, region_proposer=ColorSegmentsRegionProposer(max_regions=4))
-        seen = []
-        hook = model.frce.register_forward_hook(lambda module, args, out: seen.append(out))
+        seen: list = []
+        hook = model.frce.register_forward_hook(lambda module, args, out, seen=seen: seen.append(out))
         try:
             out = pipe(image, "What if the red square on the left melted?", num_inference_steps=1, seed=0)
         finally:

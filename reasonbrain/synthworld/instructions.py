@@ -133,15 +133,15 @@ def _frame(rng: random.Random, real: list[str], *, end: bool) -> str:
 
 
 def reframe_instruction(instruction: str, template_id: str, transformation: str, rng: random.Random) -> str:
-    """``instruction`` re-worded around the same object and condition (or story) by a frame made of the training
-    templates' own text: another template's start and end, random words from them, or none. A training
-    augmentation that teaches the text side that the frame carries no information; the held-out templates'
-    words are never used. Instructions that do not parse come back unchanged."""
+    """``instruction`` re-worded around the same object and condition (or story) by a frame made of the
+    training templates' own text: another template's start and end, random words from them, or none. A
+    training augmentation that teaches the text side that the frame carries no information; the held-out
+    templates' words are never used. Instructions that do not parse come back unchanged."""
     slots = split_instruction(instruction, template_id, transformation)
     if slots is None:
         return instruction
     if "story" in slots:
-        start, end = _frame(rng, rng.choice(_TRAIN_STORIES), end=False), _frame(rng, rng.choice(_TRAIN_STORIES), end=True)
+        start, end = (_frame(rng, rng.choice(_TRAIN_STORIES), end=e) for e in (False, True))
         text = f"{start}{slots['story']}{end}"
     else:
         ref, cond = slots["ref"], slots["cond"]
