@@ -35,9 +35,9 @@ lint: $(STAMP)
 clean:
 	rm -rf $(VENV)
 
-# Rebuild the bundled default checkpoint: data (+ 100,000 extra training samples, seeds 1 and 2), training
-# (VAE pre-training + main phase, then six continuation phases; stages 4 and 7 are batch 128 and were run on
-# a GPU), export with model card.
+# Rebuild the bundled default checkpoint: data (+ 160,000 extra training samples, seeds 1 to 3), training
+# (VAE pre-training + main phase, then eight continuation phases; stages 4, 7 and 9 are batch 128 and were run
+# on a GPU), export with model card.
 synth-checkpoint: $(STAMP)
 	$(BIN)/python -m reasonbrain synthworld --n 20000 --out data/synth --seed 0
 	$(BIN)/python -m reasonbrain synthworld --n 40000 --out data/synth_extra --seed 1 --split-fractions 1 0 0 \

@@ -42,6 +42,9 @@ def test_read_split_and_dataset(synth_data):
                                 instruction_transform=lambda rec, rng: reframe_record(rec, rng, probability=1.0))
     items = [reframed[i] for i in range(len(records))]
     assert sum(it["instruction"] != rec.instruction for it, rec in zip(items, records)) > len(records) // 2
+    import random
+
+    assert all(reframe_record(rec, random.Random(0), probability=0.0) == rec.instruction for rec in records)
     plain = Reason50KDataset(records, resolution=64, grid_size=8, max_regions=8, vocabulary=VOCABULARY)
     assert [it["object_token"] for it in items] == [plain[i]["object_token"] for i in range(len(records))]
 

@@ -102,6 +102,7 @@ def _pattern(template: str, conditions: tuple[str, ...]) -> re.Pattern[str]:
 # framing text of the templates the training split may use (the held-out ones never contribute)
 _TRAIN_CLAUSES = [_pieces(t) for tid, t in CLAUSE_TEMPLATES.items() if tid not in HELDOUT_TEMPLATES]
 _TRAIN_STORIES = [_pieces(t) for tid, t in STORY_TEMPLATES.items() if tid not in HELDOUT_TEMPLATES]
+_TRAIN_MIDDLES = [p[1] for p in _TRAIN_CLAUSES if len(p) == 3 and p[1].strip()]  # " look like if it "
 _FRAME_WORDS = sorted({w for pieces in _TRAIN_CLAUSES + _TRAIN_STORIES for piece in pieces
                        for w in re.findall(r"[A-Za-z']+", piece)})
 
@@ -149,15 +150,14 @@ def reframe_instruction(instruction: str, template_id: str, transformation: str,
         if rng.random() < 0.5:
             middle = " "
         else:  # "{ref} look like if it {cond}"
-            between = [p[1] for p in _TRAIN_CLAUSES if len(p) == 3 and p[1].strip()]
-            middle = rng.choice(between) if rng.random() < 0.5 else f" {_random_words(rng, 1, 4)} if it "
+            middle = rng.choice(_TRAIN_MIDDLES) if rng.random() < 0.5 else f" {_random_words(rng, 1, 4)} if it "
         text = f"{start}{ref}{middle}{cond}{end}"
     return text[0].upper() + text[1:]
 
 
 def reframe_record(record, rng: random.Random, probability: float = 0.5) -> str:
     """A synthworld record's instruction, re-framed (``reframe_instruction``) with ``probability``."""
-    extra = getattr(record, "extra", {})
+    extra = record.extra
     if rng.random() >= probability or "template_id" not in extra or "transformation" not in extra:
         return record.instruction
     return reframe_instruction(record.instruction, extra["template_id"], extra["transformation"], rng)
