@@ -17,8 +17,9 @@ view (method names, scores, exports). Removing someone from the file locks them 
     python -m app.annotators add-hf USERNAME [--admin]
     python -m app.annotators remove NAME | list
     python -m app.annotators import-method --name M --folder DIR [--records JSONL]
-    python -m app.annotators import-reference --folder DIR        (ground truth -> gold items)
-    python -m app.annotators import-steps [--user ID ...] [--method NAME]
+    python -m app.annotators import-reference --folder DIR [--split test]   (ground truth -> gold items)
+    python -m app.annotators users                                 (who has saved edits: ids for --user)
+    python -m app.annotators import-steps [--user ID ...] [--method NAME]   (ID: full, or the badge's 8 chars)
     python -m app.annotators export --out DIR [--push REPO_ID] [--keep-names]
 
 ``--data-dir`` / ``--db`` pick the studio database like ``python -m app`` (or ``REASONBRAIN_DATA_DIR`` / ``_DB``).
@@ -266,10 +267,16 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--name", required=True, help="the method's name (hidden from annotators)")
     m.add_argument("--folder", required=True, help="a Reason50K-format jsonl + images, or <record id>.png files")
     m.add_argument("--records", help="the Reason50K jsonl the <record id>.png outputs answer")
+    m.add_argument("--split", help="which <split>.jsonl of a folder with several (default: test)")
     g = sub.add_parser("import-reference", help="import a Reason50K jsonl's targets as ground truth (gold items)")
-    g.add_argument("--folder", required=True)
+    g.add_argument("--folder", required=True, help="a Reason50K folder, e.g. one `python -m reasonbrain synthworld` "
+                   "wrote")
+    g.add_argument("--split", help="which <split>.jsonl of a folder with several (default: test)")
+    sub.add_parser("users", help="list the users with saved edits (full ids; the app's badge shows the first 8)")
     s = sub.add_parser("import-steps", help="import edits saved in the history (private: choose whose)")
-    s.add_argument("--user", action="append", dest="users", help="a user id (repeatable; default: every user)")
+    s.add_argument("--user", action="append", dest="users",
+                   help="a user id, or its first characters as the app's badge shows them (repeatable; default: "
+                        "every user; `users` lists them)")
     s.add_argument("--method", help="method name (default: 'ReasonBrain <preset> @<checkpoint>')")
     e = sub.add_parser("export", help="export ratings (CSV, JSONL, report) and optionally push them to the Hub")
     e.add_argument("--out", required=True)
@@ -320,14 +327,23 @@ def _study_command(args: argparse.Namespace, data_dir: str, settings: Any) -> in
             reference = args.command == "import-reference"
             report = ratings.import_method_folder(
                 "reference" if reference else args.name, args.folder,
-                records=None if reference else args.records, reference=reference)
+                records=None if reference else args.records, reference=reference, split=args.split)
             print(f"imported {report.added} output(s), {report.existing} already there; "
                   f"{len(report.skipped)} skipped")
             for why in report.skipped[:20]:
                 print(f"  skipped {why}")
+        elif args.command == "users":
+            for user, chains, steps in user_table(store):
+                print(f"{user}  {chains} chain(s), {steps} step(s)")
+            return 0
         elif args.command == "import-steps":
-            report = ratings.import_steps(user_ids=args.users, method=args.method)
-            print(f"imported {report.added} step(s), {report.existing} already there; {len(report.skipped)} skipped")
+            users = None if args.users is None else [resolve_user(store, u) for u in args.users]
+            report = ratings.import_steps(user_ids=users, method=args.method)
+            whose = "every user" if users is None else ", ".join(users)
+            print(f"imported {report.added} step(s) of {whose}, {report.existing} already there; "
+                  f"{len(report.skipped)} skipped")
+            if report.added + report.existing == 0:
+                print("  no saved edits there (`python -m app.annotators users` lists who has some)")
         elif args.command == "export":
             files = export(ratings, args.out, pseudonymize=not args.keep_names)
             print("\n".join(files))
@@ -336,6 +352,32 @@ def _study_command(args: argparse.Namespace, data_dir: str, settings: Any) -> in
                 print(f"pushed to {url}")
         print(json.dumps(ratings.counts()))
     return 0
+
+
+def user_table(store: Any) -> list[tuple[str, int, int]]:
+    """(user id, chains, steps) for every user with saved chains."""
+    rows = []
+    for user in store.user_ids():
+        chains = store.list_chains(user, limit=1000)
+        rows.append((user, len(chains), sum(c.num_steps for c in chains)))
+    return rows
+
+
+def resolve_user(store: Any, given: str) -> str:
+    """A user id from a full id or its first characters (the app's badge shows 8); ValueError if none or
+    several match."""
+    given = given.strip()
+    known = store.user_ids()
+    if given in known:
+        return given
+    matches = [u for u in known if given and u.startswith(given)]
+    if len(matches) == 1:
+        return matches[0]
+    hint = "`python -m app.annotators users` lists the full ids"
+    if not matches:
+        raise ValueError(f"no user with saved edits has an id starting with {given!r} "
+                         f"({len(known)} user(s) have some; {hint})")
+    raise ValueError(f"{given!r} starts {len(matches)} user ids ({', '.join(matches[:5])}): give more characters")
 
 
 def _ask_password() -> str:

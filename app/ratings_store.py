@@ -62,6 +62,7 @@ KIND_METHOD, KIND_REFERENCE, KIND_IDENTITY = "method", "reference", "identity"
 REFERENCE_METHOD = "reference (ground truth)"
 IDENTITY_METHOD = "identity (unchanged source)"
 MAX_NOTE_CHARS = 500
+DEFAULT_SPLIT = "test"  # imported from a folder with several splits (a synthworld folder)
 SCORE_RANGE = (1, 5)
 
 
@@ -326,11 +327,12 @@ class RatingStore:
         return row.id, True
 
     def import_method_folder(self, name: str, folder: str, *, records: str | None = None,
-                             reference: bool = False) -> ImportReport:
+                             reference: bool = False, split: str | None = None) -> ImportReport:
         """Import a method's outputs from ``folder``.
 
         - ``folder`` holds a Reason50K-format jsonl (``id, category, src_image, tgt_image, instruction``): its
-          ``tgt_image`` is the method's output for the record;
+          ``tgt_image`` is the method's output for the record. A folder with several (``python -m reasonbrain
+          synthworld`` writes train / val / test / chains) is read at ``<split>.jsonl``, by default ``test``;
         - or ``folder`` holds images named by record id (``<id>.png|jpg|webp``) and ``records`` is the
           Reason50K jsonl they answer (sources and instructions come from it).
 
@@ -340,15 +342,9 @@ class RatingStore:
         folder = os.path.abspath(folder)
         if not os.path.isdir(folder):
             raise ValueError(f"{folder} is not a folder")
-        jsonls = sorted(f for f in os.listdir(folder) if f.endswith(".jsonl"))
         report = ImportReport()
         if records is None:
-            if len(jsonls) != 1:
-                raise ValueError(
-                    f"{folder} must hold exactly one Reason50K-format .jsonl (found {len(jsonls)}); or name the "
-                    "records with --records and put the outputs in the folder as <record id>.png"
-                )
-            pairs = [(rec, rec.tgt_image) for rec in read_split(os.path.join(folder, jsonls[0]))]
+            pairs = [(rec, rec.tgt_image) for rec in read_split(_records_file(folder, split))]
         else:
             by_id = _images_by_stem(folder)
             pairs = []
@@ -498,6 +494,13 @@ class RatingStore:
         with self.store.transaction() as s:
             return _progress(s, annotator, mode)
 
+    def task_count(self, mode: str) -> int:
+        """How many tasks the study has in ``mode`` (whoever they are assigned to)."""
+        _check_mode(mode)
+        with self.store.transaction() as s:
+            return s.execute(select(func.count()).select_from(RatingTaskRow).where(RatingTaskRow.mode == mode)
+                             ).scalar_one()
+
     def queue(self, annotator: str, mode: str) -> list[tuple[str, bool]]:
         """``(task id, swapped)`` in the annotator's queue order (tests, exports; no method names)."""
         with self.store.transaction() as s:
@@ -541,9 +544,13 @@ class RatingStore:
         f = cfg.overlap_fraction
         n_overlap = len(overlap) if not take or f >= 1 else math.ceil(len(take) * f / (1 - f))
         take += order(overlap)[: min(n_overlap, cfg.batch_size)]
-        if not take:
-            return  # only gold left: never a queue of gold alone
-        take += order(gold)[: math.ceil(len(take) * cfg.gold_fraction)]
+        if take:
+            take += order(gold)[: math.ceil(len(take) * cfg.gold_fraction)]
+        elif all(t.is_gold for t in tasks):
+            # a mode whose study is only gold (say pairwise after import-reference alone): the gold is the work
+            take = order(gold)[: cfg.batch_size]
+        else:
+            return  # the study's regular items are all claimed: never a queue of gold alone
         start = s.execute(select(func.coalesce(func.max(RatingAssignmentRow.position), 0)).where(
             RatingAssignmentRow.annotator == annotator, RatingAssignmentRow.mode == mode)).scalar_one()
         random.Random("\x1f".join([cfg.seed, annotator, mode, str(start)])).shuffle(take)
@@ -809,6 +816,25 @@ def _open(path: str) -> PIL.Image.Image:
     with PIL.Image.open(path) as im:
         im.load()
         return im.copy()
+
+
+def _records_file(folder: str, split: str | None) -> str:
+    """The Reason50K jsonl of ``folder`` to import: ``<split>.jsonl`` if named, the only one, or test.jsonl."""
+    jsonls = sorted(f for f in os.listdir(folder) if f.endswith(".jsonl"))
+    if split:
+        if f"{split}.jsonl" not in jsonls:
+            raise ValueError(f"{folder} has no {split}.jsonl (it holds {', '.join(jsonls) or 'no .jsonl'})")
+        return os.path.join(folder, f"{split}.jsonl")
+    if len(jsonls) == 1:
+        return os.path.join(folder, jsonls[0])
+    if DEFAULT_SPLIT + ".jsonl" in jsonls:
+        logger.info("%s holds %s: importing %s.jsonl (choose another with --split)", folder, ", ".join(jsonls),
+                    DEFAULT_SPLIT)
+        return os.path.join(folder, DEFAULT_SPLIT + ".jsonl")
+    raise ValueError(
+        f"{folder} holds {len(jsonls)} .jsonl files ({', '.join(jsonls) or 'none'}): choose one with --split NAME, "
+        "or name the records with --records and put the outputs in the folder as <record id>.png"
+    )
 
 
 def _images_by_stem(folder: str) -> dict[str, str]:

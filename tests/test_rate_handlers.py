@@ -124,7 +124,7 @@ def test_import_formats_gold_and_blinding_of_images(tmp_path):
     assert ratings.import_method_folder("beta-edit", str(m2), records=str(records)).existing == 2  # idempotent
     # the benchmark's targets as ground truth: reference + identity outputs, gold tasks
     assert ratings.import_method_folder("ignored", str(tmp_path / "bench"), reference=True).added == 6
-    with pytest.raises(ValueError, match="exactly one"):
+    with pytest.raises(ValueError, match="holds 0 .jsonl files"):
         ratings.import_method_folder("x", str(m2))
 
     counts = ratings.counts()
@@ -177,6 +177,53 @@ def test_import_steps_from_the_history_store(tmp_path):
     store.delete_chain("user-1", chain.id)
     assert os.path.isfile(item.images[0]) and os.path.isfile(item.source_image)
     assert ratings.import_steps().added == 1  # user-2's edit; user-1's chain is gone
+
+
+def test_import_reference_from_a_synthworld_folder_takes_the_test_split(tmp_path, capsys):
+    """The folder ``python -m reasonbrain synthworld`` writes (train / val / test / chains .jsonl) imports its test
+    split by default; --split picks another; a split that is not there says which ones are."""
+    from reasonbrain.synthworld import cli as synth_cli
+
+    synth = tmp_path / "synth"
+    assert synth_cli.main(["--n", "20", "--chains", "1", "--out", str(synth), "--workers", "1", "--no-progress",
+                           "--split-fractions", "0.5", "0.2", "0.3"]) == 0
+    n_test = sum(1 for line in (synth / "test.jsonl").read_text().splitlines() if line.strip())
+    n_val = sum(1 for line in (synth / "val.jsonl").read_text().splitlines() if line.strip())
+    assert n_test and n_val and n_test != n_val
+    base = ["--data-dir", str(tmp_path / "data")]
+    assert annotators.main([*base, "import-reference", "--folder", str(synth)]) == 0
+    assert f"imported {2 * n_test} output(s)" in capsys.readouterr().out  # ground truth + unchanged source each
+    assert annotators.main([*base, "import-reference", "--folder", str(synth), "--split", "val"]) == 0
+    assert f"imported {2 * n_val} output(s)" in capsys.readouterr().out
+    assert annotators.main([*base, "import-reference", "--folder", str(synth), "--split", "dev"]) == 2
+    err = capsys.readouterr().err
+    assert "no dev.jsonl" in err and "test.jsonl" in err and "Traceback" not in err
+
+
+def test_import_steps_accepts_the_badge_short_id(tmp_path, capsys):
+    """The app's badge shows the first 8 characters of the browser's id: --user takes them (or the full id), and
+    an id that matches nobody says how to list the users."""
+    data = tmp_path / "data"
+    store = Store(str(data / "studio.db"), str(data))
+    user = "7d5ebd50-1f2e-4c3b-9a8d-0123456789ab"
+    chain = store.create_chain(user, picture(1))
+    store.add_step(user, chain.id, None, instruction="What if it rained?", input_image=chain.source_image,
+                   output_image=picture(2), seed=1, settings={}, preset="tiny", checkpoint_hash="abcdef0123",
+                   timings={}, details={})
+    other = store.create_chain("7d5e0000-0000-4000-8000-000000000000", picture(3))
+    store.close()
+    base = ["--data-dir", str(data)]
+    assert annotators.main([*base, "users"]) == 0
+    assert f"{user}  1 chain(s), 1 step(s)" in capsys.readouterr().out
+    assert annotators.main([*base, "import-steps", "--user", user[:8]]) == 0
+    out = capsys.readouterr().out
+    assert f"imported 1 step(s) of {user}" in out
+    assert annotators.main([*base, "import-steps", "--user", "deadbeef"]) == 2
+    assert "python -m app.annotators users" in capsys.readouterr().err
+    assert annotators.main([*base, "import-steps", "--user", "7d5e"]) == 2  # two ids start so
+    assert "give more characters" in capsys.readouterr().err
+    assert annotators.main([*base, "import-steps", "--user", other.user_id]) == 0  # a chain without steps
+    assert "no saved edits there" in capsys.readouterr().out
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -271,6 +318,58 @@ def test_overlap_share_and_gold_items(tmp_path):
     assert task_of(ratings, item.assignment_id) == wrong["task_id"]
     ratings.rate_absolute(p, item.assignment_id, ins_align=5, consistency=3, plausibility=3)
     assert [r["gold_correct"] for r in ratings.records() if r["task_id"] == wrong["task_id"]] == [False]
+
+
+def test_a_gold_only_mode_serves_its_gold_items(tmp_path):
+    """Pairwise after import-reference alone (no two methods on one prompt): its gold items are the work, not an
+    empty queue; a mode whose regular items others hold still never hands out gold alone."""
+    ratings = make_ratings(tmp_path, gold_fraction=0.1, batch_size=50)
+    seed_study(ratings, n_prompts=30, methods=("alpha-edit",), reference=True)  # 30 pairwise gold tasks
+    assert ratings.task_count("pairwise") == 30
+    item = ratings.next_item("local:ann", "pairwise")
+    assert item is not None and len(item.images) == 2 and item.progress.total == 30
+    with ratings.store.transaction() as s:
+        from app.ratings_store import RatingTaskRow
+
+        assert s.get(RatingTaskRow, task_of(ratings, item.assignment_id)).is_gold
+    ratings.rate_pairwise("local:ann", item.assignment_id, "left")
+    assert ratings.next_item("local:ann", "pairwise").progress.answered == 1
+    ratings.store.close()
+
+
+def test_empty_queues_say_why_and_show_no_empty_image_boxes(tmp_path):
+    """Signed in with nothing to rate: no image boxes, and a sentence that says why (never "All done" over an
+    empty queue)."""
+    ratings = make_ratings(tmp_path, batch_size=50)
+    ctx = rate.RateContext(ratings, AnnotatorDirectory(ratings.settings.annotators_file))
+    for name in ("alice", "bob", "carl"):
+        ctx.directory.add(name, PASSWORD)
+    for mode, why in (("absolute", "No edits have been imported"), ("pairwise", "two methods' edits")):
+        updates = rate.sign_in(ctx, "bob", PASSWORD, mode).to_updates()
+        assert why in updates[5] and "All done" not in updates[5] and "queue in this mode is empty" in updates[4]
+        assert not any(u.visible for u in updates[6:9])  # no empty image boxes
+    seed_study(ratings, n_prompts=2)  # 6 absolute items: alice claims them all (batch of 50)
+    alice = rate.sign_in(ctx, "alice", PASSWORD, "absolute")
+    assert alice.progress.total == 6 and all(u.visible for u in alice.to_updates()[6:8])
+    carl = rate.sign_in(ctx, "carl", PASSWORD, "absolute").to_updates()
+    assert "its 6 item(s) are with other annotators" in carl[5] and not carl[6].visible
+    while alice.item is not None:  # alice answers all: "All done", not an empty box
+        ratings.flag("local:alice", alice.item.assignment_id)
+        alice = rate.show(ctx, alice.token, "absolute")
+    done = alice.to_updates()
+    assert "All done" in done[5] and "6 / 6" in done[4] and not done[6].visible
+    ratings.store.close()
+
+
+def test_a_wrong_password_is_said_in_the_form_and_gone_after_signing_in(ctx):
+    """Not a toast that outlives the retry: the form says what went wrong and keeps working; signing in clears it."""
+    refused = rate.sign_in(ctx, "bob", "not his password", "absolute").to_updates()
+    assert "wrong password" in refused[18] and refused[1].visible and not refused[2].visible
+    ok = rate.sign_in(ctx, "bob", PASSWORD, "absolute").to_updates()
+    assert ok[18] == "" and not ok[1].visible and ok[2].visible
+    for _ in range(annotators.MAX_FAILURES):
+        rate.sign_in(ctx, "alice", "nope nope nope", "absolute")
+    assert "Too many failed attempts" in rate.sign_in(ctx, "alice", PASSWORD, "absolute").signin_message
 
 
 def task_of(ratings: RatingStore, assignment_id: str) -> str:
@@ -379,8 +478,8 @@ def test_sign_in_session_token_and_revocation(ctx):
     assert not any(m in repr(updates) for m in METHODS)
     assert rate.restore(ctx, token, "absolute").item.assignment_id == view.item.assignment_id  # a reload
     assert rate.restore(ctx, "forged-token-forged-token", "absolute").who is None
-    with pytest.raises(gr.Error, match="wrong password"):
-        rate.sign_in(ctx, "bob", "not his password", "absolute")
+    refused = rate.sign_in(ctx, "bob", "not his password", "absolute")
+    assert refused.who is None and refused.token is None and "wrong password" in refused.signin_message
     with pytest.raises(gr.Error, match="admins"):
         rate.results(ctx, token, True)
     ctx.directory.remove("bob")  # locked out at the next action

@@ -26,7 +26,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from app import identity, rating_results, render
+from app import display, identity, rating_results, render
 from app.annotators import Annotator, AnnotatorDirectory
 from app.ratings_store import Item, Progress, RatingStore
 from app.store import NotFound
@@ -38,6 +38,17 @@ DEFAULT_MODE = "absolute"
 MODE_CHOICES = [("Absolute: score one edit 1–5", "absolute"), ("Pairwise: which of two edits is better", "pairwise")]
 NOT_SIGNED_IN = "Please sign in to rate (your session ended, or you are not on the annotators list)."
 NOT_FOUND = "This item is not in your queue."
+WRONG_PASSWORD = "Unknown name or wrong password: check both and try again."
+PAUSED = "Too many failed attempts for this name: wait a few minutes and try again."
+# Images fill a box as tall as half the viewport (360 px at 1280x720, 540 px at 1920x1080), within these bounds.
+IMAGE_HEIGHT = "clamp(300px, 50vh, 600px)"
+EMPTY_MODE = {
+    "absolute": "**Nothing to rate in this mode yet.** No edits have been imported for rating; the study's admin "
+                "adds them (`python -m app.annotators import-steps` or `import-method`).",
+    "pairwise": "**Nothing to compare in this mode yet.** Pairwise items show two methods' edits of the same "
+                "prompt (or a ground truth against the unchanged image), and none are imported. Try absolute mode, "
+                "or ask the study's admin to import a second method (`python -m app.annotators import-method`).",
+}
 
 # Anchors: Ins-Align as the paper defines it (how well the edited image aligns with the hypothetical
 # instruction: the plausible, reasoned outcome on the right object), plus the two qualities it discusses
@@ -76,6 +87,7 @@ CSS = """
 #rate-panel .rb-active { outline: 3px solid var(--color-accent) !important; outline-offset: -3px;
                           background: var(--color-accent-soft) !important; border-radius: 6px; }
 #rate-instruction { font-size: 1.25em; }
+#rate-signin-message p { color: var(--error-text-color); font-weight: 600; margin: 0; }
 .rb-progress { display: flex; align-items: center; gap: 12px; }
 .rb-progress progress { flex: 1; height: 12px; }
 """
@@ -187,6 +199,8 @@ class RateView:
     item: Item | None = None
     progress: Progress = field(default_factory=Progress)
     message: str = ""
+    signin_message: str = ""  # why signing in failed (shown in the form; gone once signed in)
+    tasks_in_mode: int = 0  # the study's tasks in this mode (explains an empty queue)
 
     def to_updates(self) -> tuple[Any, ...]:
         signed = self.who is not None
@@ -196,18 +210,19 @@ class RateView:
         who = ""
         if signed:
             who = f"Signed in as **{render.esc(self.who.name)}**" + (" (admin)" if self.who.admin else "")
-        instruction = (f"**Instruction:** {render.esc(item.instruction)}" if item else
-                       "**All done in this mode.** Thank you! New items appear here when more are added.")
+        classes = display.image_classes(item.source_image, *images) if item else [display.JUDGE_CLASS]
         return (
             self.token,
             gr.Group(visible=not signed),
             gr.Column(visible=signed),
             who,
             progress_html(self.progress, item),
-            instruction,
-            gr.Image(value=item.source_image if item else None),
-            gr.Image(value=images[0] if images else None, label="A (left)" if pairwise else "Edited"),
-            gr.Image(value=images[1] if len(images) > 1 else None, visible=pairwise),
+            self.instruction_text(),
+            gr.Image(value=item.source_image if item else None, visible=bool(item), elem_classes=classes),
+            gr.Image(value=images[0] if images else None, label="A (left)" if pairwise else "Edited",
+                     visible=bool(item), elem_classes=classes),
+            gr.Image(value=images[1] if len(images) > 1 else None, visible=bool(item) and pairwise,
+                     elem_classes=classes),
             item.assignment_id if item else "",
             gr.Radio(value=None), gr.Radio(value=None), gr.Radio(value=None),
             gr.Column(visible=bool(item) and not pairwise),
@@ -215,12 +230,25 @@ class RateView:
             gr.Row(visible=bool(item)),
             self.message,
             gr.Accordion(visible=signed and self.who.admin),
+            self.signin_message,
         )
+
+    def instruction_text(self) -> str:
+        if self.item is not None:
+            return f"**Instruction:** {render.esc(self.item.instruction)}"
+        if self.who is None:
+            return ""
+        if self.progress.total:
+            return "**All done in this mode.** Thank you! New items appear here when more are added."
+        if self.tasks_in_mode:
+            return (f"**Nothing left to claim in this mode:** its {self.tasks_in_mode} item(s) are with other "
+                    "annotators. New items appear here when more are imported.")
+        return EMPTY_MODE[self.mode]
 
 
 def progress_html(p: Progress, item: Item | None) -> str:
     if p.total == 0:
-        return "<div class='rb-progress'><span>No items in your queue yet.</span></div>"
+        return "<div class='rb-progress'><span>Your queue in this mode is empty.</span></div>"
     parts = [f"<b>{p.answered} / {p.total}</b> done"]
     if p.skipped:
         parts.append(f"{p.skipped} skipped (they come back at the end)")
@@ -240,8 +268,9 @@ def current_view(ctx: RateContext, who: Annotator, token: Any, mode: Any, messag
     mode = _mode(mode)
     item = ctx.ratings.next_item(who.id, mode)
     progress = item.progress if item else ctx.ratings.progress(who.id, mode)
+    tasks = 0 if item or progress.total else ctx.ratings.task_count(mode)
     return RateView(token=token if isinstance(token, str) else None, who=who, mode=mode, item=item,
-                    progress=progress, message=message)
+                    progress=progress, message=message, tasks_in_mode=tasks)
 
 
 def signed_out_view(mode: Any) -> RateView:
@@ -260,11 +289,15 @@ def restore(ctx: RateContext, token: Any, mode: Any, profile: Any = None) -> Rat
 
 
 def sign_in(ctx: RateContext, name: Any, password: Any, mode: Any) -> RateView:
+    """Name + password: the first item, or the sign-in form again with what went wrong (in the form, not a toast
+    that would outlive a successful retry)."""
     who = ctx.directory.authenticate(name, password)
     if who is None:
-        if ctx.directory.paused(name):
-            raise gr.Error("Too many failed attempts for this name: wait a few minutes and try again.")
-        raise gr.Error("Unknown name or wrong password.")
+        paused = ctx.directory.paused(name)
+        logger.info("rate sign-in refused for %r (%s)", str(name)[:64], "paused" if paused else "wrong credentials")
+        view = signed_out_view(mode)
+        view.signin_message = PAUSED if paused else WRONG_PASSWORD
+        return view
     token = ctx.ratings.create_session(who.id)
     return current_view(ctx, who, token, mode, message=f"Welcome, {render.esc(who.name)}.")
 
@@ -429,6 +462,7 @@ def build(ctx: RateContext) -> RateHandles:
             password = gr.Textbox(label="Password", type="password", max_lines=1, max_length=256,
                                   elem_id="rate-password")
         signin_btn = gr.Button("Sign in", variant="primary", elem_id="rate-signin-btn")
+        signin_message = gr.Markdown("", elem_id="rate-signin-message")
     with gr.Column(visible=False, elem_id="rate-panel") as panel:
         with gr.Row(equal_height=True):
             who = gr.Markdown("", elem_id="rate-who")
@@ -437,7 +471,8 @@ def build(ctx: RateContext) -> RateHandles:
         progress = gr.HTML("", js_on_load=None, elem_id="rate-progress")
         instruction = gr.Markdown("", elem_id="rate-instruction")
         with gr.Row(equal_height=True):
-            view = {"interactive": False, "buttons": ["fullscreen"], "height": 360}
+            view = {"interactive": False, "buttons": ["fullscreen"], "height": IMAGE_HEIGHT,
+                    "elem_classes": [display.JUDGE_CLASS]}
             source = gr.Image(label="Source", elem_id="rate-source", **view)
             image_a = gr.Image(label="Edited", elem_id="rate-image-a", **view)
             image_b = gr.Image(label="B (right)", elem_id="rate-image-b", visible=False, **view)
@@ -481,7 +516,7 @@ def build(ctx: RateContext) -> RateHandles:
             push_status = gr.Markdown("")
 
     outputs = [token, signin, panel, who, progress, instruction, source, image_a, image_b, item_id, ins, cons,
-               plaus, absolute, pairwise, actions, message, results_box]
+               plaus, absolute, pairwise, actions, message, results_box, signin_message]
     h = RateHandles(token=token, mode=mode, signin=signin, panel=panel, item_id=item_id, results=results_box,
                     outputs=outputs)
 
