@@ -30,20 +30,50 @@ INTRO = (
 CSS = """
 #app-header h1 { margin-bottom: 0; }
 #user-badge { text-align: right; opacity: 0.8; }
-#presenter-before img, #presenter-after img { width: 100%; height: 100%; object-fit: contain; }
-#presenter-root:fullscreen { background: var(--body-background-fill); padding: 24px; overflow: auto; }
-#presenter-root:fullscreen #presenter-before img, #presenter-root:fullscreen #presenter-after img { max-height: 70vh; }
+/* images a person judges fill their box; pixel art (the synth world) is upscaled crisply: app/display.py */
+.rb-judge .image-frame img { width: 100%; height: 100%; object-fit: contain !important; }
+.rb-pixel-art img { image-rendering: pixelated; }
+/* Presenter: one screen without scrolling. The tab is as tall as the viewport under the page header (KEYS_JS
+   measures --rb-presenter-top); the images take what the picker, the instruction and the buttons leave, never
+   less than 256 px. Full screen gives the whole screen to the step counter, the instruction and the images. */
+#presenter-root { height: calc(100vh - var(--rb-presenter-top, 180px) - 8px); flex-wrap: nowrap; }
+#presenter-root > * { flex: none; }
+#presenter-root > #presenter-images { flex: 1 1 0; min-height: 256px; }
+#presenter-before, #presenter-after { height: 100% !important; }
+#presenter-header .rb-present-instr { font-size: clamp(1.3rem, min(2.4vw, 4vh), 2.6rem); }
+#presenter-header .rb-present-long .rb-present-instr { font-size: clamp(1.1rem, min(1.8vw, 3vh), 2rem); }
+#presenter-exit-fullscreen { display: none !important; }
+#presenter-root:fullscreen { background: var(--body-background-fill); padding: 12px 24px 16px; height: 100vh;
+                             box-sizing: border-box; overflow: hidden; }
+#presenter-root:fullscreen #presenter-controls { display: none !important; }
+#presenter-root:fullscreen #presenter-exit-fullscreen { display: inline-flex !important; }
 """
 
-# ←/→ press the Presenter's Previous/Next buttons while the Presenter tab is visible (not while typing).
+# ←/→ press the Presenter's Previous/Next buttons while the Presenter tab is visible (not while typing); F toggles
+# full screen. Also keeps --rb-presenter-top (where the Presenter starts on the page) for its CSS.
 KEYS_JS = """() => {
   if (window.__reasonbrainKeys) return;
   window.__reasonbrainKeys = true;
+  const place = () => {
+    const root = document.getElementById('presenter-root');
+    if (!root || root.offsetParent === null || document.fullscreenElement) return;
+    const top = Math.round(root.getBoundingClientRect().top + window.scrollY);
+    document.documentElement.style.setProperty('--rb-presenter-top', top + 'px');
+  };
+  const watch = () => {
+    const root = document.getElementById('presenter-root');
+    if (!root) return setTimeout(watch, 200);
+    new ResizeObserver(place).observe(root);
+    new ResizeObserver(place).observe(document.getElementById('app-header') || document.body);
+  };
+  watch();
+  window.addEventListener('resize', place);
   document.addEventListener('keydown', (e) => {
     if (e.defaultPrevented || e.altKey || e.ctrlKey || e.metaKey || e.shiftKey) return;
     const t = e.target;
     if (t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName))) return;
-    const id = e.key === 'ArrowRight' ? 'presenter-next' : (e.key === 'ArrowLeft' ? 'presenter-prev' : null);
+    const id = e.key === 'ArrowRight' ? 'presenter-next' : (e.key === 'ArrowLeft' ? 'presenter-prev' :
+               (e.key === 'f' ? 'presenter-fullscreen' : null));
     if (!id) return;
     const root = document.getElementById('presenter-root');
     if (!root || root.offsetParent === null && !document.fullscreenElement) return;

@@ -1,5 +1,10 @@
 """Presenter tab: replay a saved multi-hop chain step by step, large, with ←/→ keys.
 
+Everything a presenter needs is on one screen without scrolling, at 1280x720 (a projector) as at 1920x1080:
+the tab is as tall as the viewport under the page header and the images take the height the instruction leaves
+(never under 256 px); "Full screen" (or F) gives the whole screen to the step counter, the instruction and the
+two images. The layout is CSS in ``app.ui.CSS``.
+
 Chains offered: the user's own and the preloaded demo chains (owned by ``identity.DEMO_USER``, readable by
 everyone, editable by no one: only the Presenter reads them). A chain that branched is replayed along one
 branch (the newest by default; a dropdown picks another).
@@ -13,12 +18,13 @@ from typing import Any
 
 import gradio as gr
 
-from app import identity, render
+from app import display, identity, render
 from app.engine import Engine
 from app.store import ChainTree, NotFound, Store
 from app.tabs import edit
 
 LIMIT = 100
+LONG_INSTRUCTION_CHARS = 90  # longer ones are set smaller (CSS .rb-present-long)
 
 
 def empty_state() -> dict[str, Any]:
@@ -40,6 +46,10 @@ class PresenterView:
     branch: str | None
 
     @property
+    def image_classes(self) -> list[str]:
+        return display.image_classes(self.before, self.after)
+
+    @property
     def index(self) -> int:
         return int(self.state["index"])
 
@@ -56,8 +66,10 @@ class PresenterView:
         return self.n > 0 and self.index < self.n - 1
 
     def to_updates(self) -> tuple[Any, ...]:
+        classes = self.image_classes
         return (
-            self.state, self.header, self.before, self.after,
+            self.state, self.header,
+            gr.Image(value=self.before, elem_classes=classes), gr.Image(value=self.after, elem_classes=classes),
             gr.update(interactive=self.can_prev), gr.update(interactive=self.can_next),
             gr.update(choices=self.branches, value=self.branch, visible=len(self.branches) > 1),
         )
@@ -125,6 +137,8 @@ def _view(state: dict[str, Any]) -> PresenterView:
     step = steps[k]
     header = render.presenter_header_html(state["title"], k + 1, len(steps), step["instruction"],
                                           demo=bool(state["is_demo"]))
+    if len(step["instruction"]) > LONG_INSTRUCTION_CHARS:  # a smaller font keeps the images on screen
+        header = f'<div class="rb-present-long">{header}</div>'
     before = step["before"] if os.path.isfile(step["before"]) else None
     after = step["after"] if os.path.isfile(step["after"]) else None
     if before is None or after is None:
@@ -162,22 +176,25 @@ BLUR_JS = "() => { if (document.activeElement) document.activeElement.blur(); }"
 def build(engine: Engine, store: Store, user_state: gr.State) -> PresenterHandles:
     state = gr.State(empty_state())
     with gr.Column(elem_id="presenter-root"):
-        with gr.Row(equal_height=True):
-            chain = gr.Dropdown(choices=[], value=None, label="Chain to present", scale=5, elem_id="presenter-chain")
-            branch = gr.Dropdown(choices=[], value=None, label="Branch", scale=4, visible=False,
+        with gr.Row(equal_height=True, elem_id="presenter-controls"):  # hidden in full screen
+            chain = gr.Dropdown(choices=[], value=None, label="Chain to present", show_label=False, scale=5,
+                                elem_id="presenter-chain")
+            branch = gr.Dropdown(choices=[], value=None, label="Branch", show_label=False, scale=4, visible=False,
                                  elem_id="presenter-branch")
-            refresh_btn = gr.Button("Refresh list", scale=1, elem_id="presenter-refresh")
-            fullscreen_btn = gr.Button("Full screen", scale=1, elem_id="presenter-fullscreen")
+            refresh_btn = gr.Button("Refresh list", scale=0, min_width=150, elem_id="presenter-refresh")
+            fullscreen_btn = gr.Button("Full screen", scale=0, min_width=150, elem_id="presenter-fullscreen")
         header = gr.HTML(_view(empty_state()).header, css_template=render.PRESENTER_CSS, elem_id="presenter-header",
                          js_on_load=None)
-        with gr.Row(equal_height=True):
-            before = gr.Image(label="Before", interactive=False, height=520, elem_id="presenter-before",
-                              buttons=["fullscreen"])
-            after = gr.Image(label="After", interactive=False, height=520, elem_id="presenter-after",
-                             buttons=["fullscreen"])
-        with gr.Row():
+        with gr.Row(equal_height=True, elem_id="presenter-images"):
+            image = {"interactive": False, "buttons": ["fullscreen"],  # height: CSS (fills the row)
+                     "elem_classes": [display.JUDGE_CLASS]}
+            before = gr.Image(label="Before", elem_id="presenter-before", **image)
+            after = gr.Image(label="After", elem_id="presenter-after", **image)
+        with gr.Row(elem_id="presenter-nav"):
             prev_btn = gr.Button("← Previous", interactive=False, size="lg", elem_id="presenter-prev")
             next_btn = gr.Button("Next →", interactive=False, size="lg", variant="primary", elem_id="presenter-next")
+            exit_btn = gr.Button("Exit full screen (Esc)", size="lg", scale=0, min_width=200,
+                                 elem_id="presenter-exit-fullscreen")  # shown only in full screen (CSS)
     h = PresenterHandles(state=state, chain=chain, branch=branch, refresh_btn=refresh_btn,
                          fullscreen_btn=fullscreen_btn, header=header, before=before, after=after,
                          prev_btn=prev_btn, next_btn=next_btn)
@@ -201,6 +218,7 @@ def build(engine: Engine, store: Store, user_state: gr.State) -> PresenterHandle
     refresh_btn.click(lambda user_id, current: refresh(store, user_id, current), [user_state, state], chain,
                       api_visibility="private", concurrency_limit=None)
     fullscreen_btn.click(None, None, None, js=FULLSCREEN_JS)
+    exit_btn.click(None, None, None, js=FULLSCREEN_JS)
     return h
 
 
