@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from reasonbrain.configuration import ReasonBrainConfig
     from reasonbrain.pipelines.pipeline_reasonbrain import ReasonBrainEditOutput, ReasonBrainEditPipeline
     from reasonbrain.regions import Regions
+    from reasonbrain.synthworld.domain import DomainCheck
 
 logger = logging.getLogger(__name__)
 
@@ -349,6 +350,23 @@ class Engine:
         from reasonbrain.synthworld import example_instructions
 
         return example_instructions()
+
+    # --- the model's world ------------------------------------------------------------------------------------
+    @property
+    def synth_only(self) -> bool:
+        """True when the model knows only the synthetic world (decided by its config, not its name)."""
+        from reasonbrain.synthworld.domain import synth_only
+
+        return synth_only(self._config())
+
+    def domain_check(self, image: Any) -> DomainCheck | None:
+        """Whether ``image`` (any upload) looks like a scene of the world a synth-only model knows; None when the
+        model is not synth-only (nothing to warn about). ValueError for an unreadable image."""
+        if not self.synth_only:
+            return None
+        from reasonbrain.synthworld.domain import check_image
+
+        return check_image(self.read_image(image))
 
     def scheduler_names(self) -> list[str]:
         from reasonbrain.schedulers import SCHEDULERS

@@ -66,6 +66,7 @@ DEFAULT_TITLE = "Untitled chain"
 MAX_TITLE_CHARS = 200
 AUTO_TITLE_CHARS = 60
 MAX_USER_ID_CHARS = 128
+MAX_NOTE_CHARS = 1000
 BUSY_TIMEOUT_MS = 5000
 # zlib level of stored PNGs: saving is on every edit's path. Measured on a 512 px scene: level 1 encodes in 6.8 ms
 # (89.7 KB), level 6 in 18.2 ms (69.9 KB); lossless either way.
@@ -117,6 +118,8 @@ class ChainRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     is_demo: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("0"))
+    # why the source image is outside the world of the (synth-only) model that started the chain; NULL: in it
+    domain_note: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class StepRow(Base):
@@ -180,6 +183,11 @@ class ChainInfo:
     num_steps: int
     last_output: str | None
     last_instruction: str | None
+    domain_note: str | None = None  # set: the source is outside the model's world (the detector's reason)
+
+    @property
+    def out_of_domain(self) -> bool:
+        return self.domain_note is not None
 
 
 @dataclass
@@ -367,17 +375,20 @@ class Store:
 
     # --- chains -----------------------------------------------------------------------------------------------
     def create_chain(
-        self, user_id: str, source_image: PIL.Image.Image, title: str | None = None, *, is_demo: bool = False
+        self, user_id: str, source_image: PIL.Image.Image, title: str | None = None, *, is_demo: bool = False,
+        domain_note: str | None = None,
     ) -> ChainInfo:
+        """An empty chain. ``domain_note``: why ``source_image`` is outside the model's world (None: it is not)."""
         _check_user(user_id)
         title = DEFAULT_TITLE if title is None else _clean_title(title)
+        domain_note = _clean_note(domain_note)
         data, rel = encode_png(source_image)
         now = _now()
         with self._session(write=True) as s:
             self._write_file(rel, data)
             row = ChainRow(
                 id=uuid.uuid4().hex, user_id=user_id, title=title, source_image=rel,
-                created_at=now, updated_at=now, is_demo=bool(is_demo),
+                created_at=now, updated_at=now, is_demo=bool(is_demo), domain_note=domain_note,
             )
             s.add(row)
         return _chain_info(row, 0, None, None)
@@ -523,9 +534,12 @@ class Store:
         checkpoint_hash: str,
         timings: dict[str, Any],
         details: dict[str, Any],
+        domain_note: str | None = None,
     ) -> StepInfo:
-        """A new chain and its first step in one transaction (the first edit of an upload): both or neither."""
+        """A new chain and its first step in one transaction (the first edit of an upload): both or neither.
+        ``domain_note``: why ``source_image`` is outside the model's world (None: it is not)."""
         _check_user(user_id)
+        domain_note = _clean_note(domain_note)
         row_fields, out_data = self._step_fields(instruction, output_image, seed, settings, preset,
                                                  checkpoint_hash, timings, details)
         title = _auto_title(row_fields["instruction"]) if title is None else _clean_title(title)
@@ -535,7 +549,7 @@ class Store:
                 self._write_file(src_rel, src_data)
                 now = _now()
                 chain = ChainRow(id=uuid.uuid4().hex, user_id=user_id, title=title, source_image=src_rel,
-                                 created_at=now, updated_at=now, is_demo=False)
+                                 created_at=now, updated_at=now, is_demo=False, domain_note=domain_note)
                 s.add(chain)
                 row = self._insert_step(s, chain, None, 1, src_rel, out_data, row_fields)
         except BaseException:
@@ -719,6 +733,14 @@ def _clean_title(title: str) -> str:
     return title
 
 
+def _clean_note(note: Any) -> str | None:
+    if note is None:
+        return None
+    if not isinstance(note, str) or not note.strip():
+        raise ValueError(f"domain_note must be None or non-empty text, got {note!r}")
+    return note.strip()[:MAX_NOTE_CHARS]
+
+
 def _auto_title(instruction: str) -> str:
     title = " ".join(instruction.split())[:AUTO_TITLE_CHARS].strip()
     return title or DEFAULT_TITLE
@@ -792,6 +814,7 @@ def _chain_info(row: ChainRow, num_steps: int, last_output: str | None, last_ins
         id=row.id, user_id=row.user_id, title=row.title, source_image=row.source_image,
         created_at=row.created_at, updated_at=row.updated_at, is_demo=bool(row.is_demo),
         num_steps=num_steps, last_output=last_output, last_instruction=last_instruction,
+        domain_note=row.domain_note,
     )
 
 
