@@ -60,6 +60,8 @@ CARDS_CSS = """
 .rb-card-meta, .rb-card-last { font-size: 0.85em; opacity: 0.8; overflow: hidden; text-overflow: ellipsis;
   white-space: nowrap; }
 .rb-empty { opacity: 0.7; padding: 8px; }
+.rb-card-ood { align-self: flex-start; font-size: 0.8em; font-weight: 600; padding: 1px 8px; border-radius: 999px;
+  border: 1px solid #d97706; color: #92400e; background: #fef3c7; }
 """
 
 
@@ -200,11 +202,18 @@ def chain_cards_html(chains: Sequence[ChainInfo], url_for: Callable[[str], str],
         parts.append(
             f'<button type="button" role="listitem" class="rb-card" data-select="{esc(c.id)}" data-index="{i}" '
             f'title="{esc(c.title)}"><img src="{esc(thumb)}" alt="" loading="lazy">'
-            f'<span class="rb-card-title">{esc(c.title)}</span>'
+            f'<span class="rb-card-title">{esc(c.title)}</span>{ood_badge(c)}'
             f'<span class="rb-card-meta">{steps} · {esc(fmt_time(c.updated_at))}</span>{last}</button>'
         )
     parts.append("</div>")
     return "".join(parts)
+
+
+def ood_badge(chain: ChainInfo) -> str:
+    """The History card's mark for a chain whose source is outside the model's world (its reason as tooltip)."""
+    if not chain.out_of_domain:
+        return ""
+    return f'<span class="rb-card-ood" title="{esc(chain.domain_note)}">⚠ out of domain</span>'
 
 
 # ----------------------------------------------------------------------------------------- reasoning panel text

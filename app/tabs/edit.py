@@ -258,21 +258,25 @@ def edit_and_save(
 
         result = engine.edit(request, progress=callback)
         start = time.perf_counter()
-        step = save_result(store, user, s, result)
+        note = None if continuing else source_domain_note(engine, result)
+        step = save_result(store, user, s, result, domain_note=note)
         save_s = time.perf_counter() - start
     s.update(chain_id=step.chain_id, step_id=step.id, base_id=step.parent_id, input_rel=step.input_image)
     return {"user": user, "session": s}, step, result, save_s
 
 
-def save_result(store: Store, user: str, session: dict[str, Any], result: EditResult) -> StepInfo:
-    """Write the edit: a new chain with its first step (fresh session) or one step; one transaction either way."""
+def save_result(store: Store, user: str, session: dict[str, Any], result: EditResult, *,
+                domain_note: str | None = None) -> StepInfo:
+    """Write the edit: a new chain with its first step (fresh session) or one step; one transaction either way.
+    ``domain_note``: why a new chain's source is outside the model's world (see :func:`source_domain_note`)."""
+
     fields = {
         "instruction": result.output.instruction, "output_image": result.image, "seed": int(result.seed),
         "settings": result.settings, "preset": result.preset, "checkpoint_hash": result.checkpoint_hash,
         "timings": result.timings, "details": result.details,
     }
     if session["chain_id"] is None:
-        return store.start_chain(user, result.input_image, **fields)
+        return store.start_chain(user, result.input_image, domain_note=domain_note, **fields)
     return store.add_step(user, session["chain_id"], session["base_id"], input_image=session["input_rel"], **fields)
 
 
@@ -415,6 +419,82 @@ def pick_instruction(sample: Any) -> str:
     return str(sample or "")
 
 
+# ------------------------------------------------------------------------------------- the model's world
+DOMAIN_CSS = """
+.rb-domain { border: 1px solid #d97706; border-left-width: 5px; border-radius: var(--radius-md);
+  background: color-mix(in srgb, #f59e0b 14%, var(--block-background-fill)); color: var(--body-text-color);
+  padding: 8px 12px; font-size: var(--text-sm); line-height: 1.4; }
+.rb-domain p { margin: 4px 0 0; }
+.rb-domain details { margin-top: 2px; }
+.rb-domain summary { cursor: pointer; color: var(--body-text-color-subdued); }
+"""
+OUT_OF_DOMAIN = "out of domain"
+
+
+def source_domain_note(engine: Engine, result: EditResult) -> str | None:
+    """For a new chain: why its source is outside a synth-only model's world (None when it is inside, or the
+    model is not synth-only). The check also goes into the first step's details (``domain``)."""
+    check = engine.domain_check(result.input_image)
+    if check is None:
+        return None
+    result.details["domain"] = check.to_dict()
+    return None if check.in_domain else check.reason
+
+
+def domain_label(tree: ChainTree) -> str:
+    """The mark at the start of a result's status line when the chain's source is outside the model's world."""
+    if not tree.chain.out_of_domain:
+        return ""
+    return (f'<span class="rb-ood" title="{render.esc(tree.chain.domain_note)}">⚠ <strong>{OUT_OF_DOMAIN}</strong>'
+            "</span> — the source image is not a scene of the model's synthetic world; expect a blur.  \n")
+
+
+def domain_warning_html(engine: Engine, reason: str, *, chain: bool = False) -> str:
+    """The warning under the input image (compact: the prompt and Edit stay in view): what the model knows,
+    that the example scenes show it at work, that Edit still runs; the full list and the reason fold out."""
+    from reasonbrain.synthworld.domain import world_summary
+
+    head = "This chain's source image is outside what the model knows." if chain else \
+        "This image is outside what the model knows."
+    return (
+        f'<div class="rb-domain" role="alert"><strong>⚠ {head}</strong> '
+        f"The loaded model (<code>{render.esc(engine.preset_name)}</code>) knows only the synthetic world: "
+        f"{render.esc(world_summary(short=True))}. A photo comes back as a coloured blur. "
+        "<strong>Pick an example scene</strong> to see what it can do, or press <strong>Edit</strong> anyway: "
+        f"the result is labelled <em>{OUT_OF_DOMAIN}</em>."
+        "<details><summary>Everything it knows · why this warning</summary>"
+        f"<p>{render.esc(world_summary()[:1].upper() + world_summary()[1:])}.</p>"
+        f"<p>Why: {render.esc(reason)}.</p></details></div>"
+    )
+
+
+def domain_notice(engine: Engine, store: Store, user_id: Any, session: Any, image: Any, shown: Any = None) -> Any:
+    """The warning's update for what the Edit tab shows: an open chain -> its stored verdict; otherwise the input
+    image is checked (a synth-only model and an image outside its world -> the warning). ``gr.skip()`` when
+    ``shown`` (the warning's current HTML) is already right."""
+    s = _session(session)
+    html = ""
+    if s["chain_id"] is not None and isinstance(user_id, str) and user_id:
+        try:
+            chain = store.get_chain(user_id, s["chain_id"], details=False).chain
+        except NotFound:
+            chain = None
+        if chain is not None and chain.out_of_domain:
+            html = domain_warning_html(engine, chain.domain_note or "", chain=True)
+    elif image is not None:
+        try:
+            check = engine.domain_check(image)
+        except ValueError as err:  # an unreadable upload: the upload's own check says so
+            logger.debug("no domain check: %s", err)
+            check = None
+        if check is not None and not check.in_domain:
+            logger.info("out-of-domain upload for %s: %s", engine.preset_name, check.reason)
+            html = domain_warning_html(engine, check.reason)
+    if html == (shown or ""):
+        return gr.skip()
+    return gr.update(value=html, visible=bool(html))
+
+
 # --------------------------------------------------------------------------------------------------- views
 def source_view(store: Store, tree: ChainTree) -> EditView:
     s = empty_session()
@@ -424,6 +504,7 @@ def source_view(store: Store, tree: ChainTree) -> EditView:
     view.chain_title = tree.chain.title
     view.status = (f"**{render.esc(tree.chain.title)}** · the source image: the next instruction edits it "
                    "(a new first step).")
+    view.status = domain_label(tree) + view.status
     return view
 
 
@@ -469,6 +550,7 @@ def step_view(
         tree=tree,
         step=step,
     )
+    view.status = domain_label(tree) + view.status
     return view
 
 
@@ -643,6 +725,8 @@ class EditHandles:
     api_image: gr.Image
     api_details: gr.JSON
     examples: gr.Examples | None = None
+    domain_warning: gr.HTML | None = None  # shown when the input is outside a synth-only model's world
+    engine: Engine | None = None  # for the follow-ups that ask the model (the domain warning)
 
     @property
     def controls(self) -> list[Any]:
@@ -691,6 +775,8 @@ def build(engine: Engine, store: Store, user_state: gr.State) -> EditHandles:
                 label="Input image", type="filepath", image_mode=None, sources=["upload", "clipboard"],
                 height=320, elem_id="input-image",
             )
+            domain_warning = gr.HTML("", visible=False, elem_id="domain-warning", css_template=DOMAIN_CSS,
+                                     js_on_load=None)
             prompt = gr.Textbox(
                 label="Hypothetical instruction", placeholder=PROMPT_HINT, lines=1, max_lines=1,
                 max_length=1000, elem_id="prompt", info="Press Enter to edit.",
@@ -788,6 +874,8 @@ def build(engine: Engine, store: Store, user_state: gr.State) -> EditHandles:
         api_trigger=api_trigger, api_image=api_image, api_details=api_details,
     )
     h.examples = examples
+    h.domain_warning = domain_warning
+    h.engine = engine
     _wire(engine, store, user_state, h)
     return h
 
@@ -804,6 +892,14 @@ def follow_up(store: Store, user_state: gr.State, h: EditHandles, event: Any) ->
 
     event.then(_images, [user_state, h.session], h.reasoning_outputs, queue=False, api_visibility="private",
                show_progress="hidden")
+    if h.domain_warning is not None and h.engine is not None:
+        engine = h.engine
+
+        def _domain(user_id: Any, session: Any, image: Any, shown: Any) -> Any:
+            return domain_notice(engine, store, user_id, session, image, shown)
+
+        event.then(_domain, [user_state, h.session, h.input_image, h.domain_warning], h.domain_warning,
+                   queue=False, api_visibility="private", show_progress="hidden")
     return event.then(_controls, h.session, h.controls, queue=False, api_visibility="private")
 
 
