@@ -327,6 +327,7 @@ class Engine:
             region_scores=[float(v) for v in regions.scores.tolist()] if regions is not None else [],
             bound_region=bound,
             bound_region_label=regions.labels[bound] if regions is not None and bound is not None else None,
+            region_backend=self._config().regions.backend,  # which proposer made the regions (the app names it)
             input_size=list(image.size),
             preset=self.preset_name,
             checkpoint_hash=self.checkpoint_hash,

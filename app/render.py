@@ -20,6 +20,7 @@ from app.store import ChainInfo, ChainTree, StepInfo
 SOURCE_NODE = "source"  # data-step of the chain's source image in the timeline
 MAX_INDENT = 6  # branch nesting levels drawn with indentation (deeper ones keep the last level)
 INDENT_PX = 26
+MAX_TEXT = 240  # characters of an instruction in a list (whole words; the tooltip has it all); CSS clamps lines
 EMPTY = "—"
 # the pipeline's stages in the order they run (stored timings come back sorted by name)
 STAGE_ORDER = ("preprocess", "regions", "vision_encoder", "referring", "conditioning", "reasoning", "encode_image",
@@ -42,8 +43,10 @@ TIMELINE_CSS = """
 .rb-node:hover { border-color: var(--color-accent); }
 .rb-node.rb-current { border: 2px solid var(--color-accent); background: var(--color-accent-soft); }
 .rb-node img { width: 48px; height: 48px; object-fit: cover; border-radius: 4px; flex: none; }
+.rb-node img[data-rb-pixel-art] { image-rendering: pixelated; }
 .rb-hop { font-weight: 600; min-width: 4.2em; flex: none; }
-.rb-text { flex: 1; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.rb-text { flex: 1; min-width: 0; overflow: hidden; display: -webkit-box; -webkit-line-clamp: 3;
+  -webkit-box-orient: vertical; line-height: 1.3; overflow-wrap: anywhere; }
 .rb-mark { font-size: 0.8em; opacity: 0.75; flex: none; }
 .rb-empty { opacity: 0.7; padding: 8px; }
 """
@@ -55,10 +58,12 @@ CARDS_CSS = """
   padding: 8px; color: var(--body-text-color); }
 .rb-card:hover { border-color: var(--color-accent); }
 .rb-card img { width: 100%; aspect-ratio: 1 / 1; object-fit: cover; border-radius: 6px; }
-.rb-card-title { font-weight: 600; overflow: hidden; display: -webkit-box; -webkit-line-clamp: 2;
+.rb-card img[data-rb-pixel-art] { image-rendering: pixelated; }
+.rb-card-title { font-weight: 600; overflow: hidden; display: -webkit-box; -webkit-line-clamp: 3;
   -webkit-box-orient: vertical; line-height: 1.3; }
-.rb-card-meta, .rb-card-last { font-size: 0.85em; opacity: 0.8; overflow: hidden; text-overflow: ellipsis;
-  white-space: nowrap; }
+.rb-card-meta { font-size: 0.85em; opacity: 0.8; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.rb-card-last { font-size: 0.85em; opacity: 0.8; overflow: hidden; display: -webkit-box; -webkit-line-clamp: 3;
+  -webkit-box-orient: vertical; line-height: 1.3; }
 .rb-empty { opacity: 0.7; padding: 8px; }
 .rb-card-ood { align-self: flex-start; font-size: 0.8em; font-weight: 600; padding: 1px 8px; border-radius: 999px;
   border: 1px solid #d97706; color: #92400e; background: #fef3c7; }
@@ -100,8 +105,14 @@ def fmt_time(dt: datetime | None) -> str:
 
 
 def shorten(text: str | None, n: int = 90) -> str:
+    """``text`` on one line, at most ``n`` characters; a longer one is cut at the last whole word, with "…"."""
     text = " ".join((text or "").split())
-    return text if len(text) <= n else text[: n - 1].rstrip() + "…"
+    if len(text) <= n:
+        return text
+    cut = text[: n - 1]
+    if text[n - 1] != " " and " " in cut:  # do not end inside a word
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,;:-—") + "…"
 
 
 # --------------------------------------------------------------------------------------------- chain timeline
@@ -109,27 +120,26 @@ def tree_order(tree: ChainTree) -> list[tuple[StepInfo, int, bool]]:
     """The steps in display order as ``(step, indent, is_branch)``.
 
     Every step's first child (the oldest) continues the line at the same indentation, so a long linear chain
-    stays flat; later children are branches, shown indented right below the step they branch from, before the
-    line continues. Iterative (a 1,000-step chain does not recurse 1,000 deep)."""
+    stays flat. A step's alternatives (its later siblings: other edits of the same input) are branches, shown
+    indented right after it, each with its own continuation, before the line goes on. So step 1 comes first,
+    then its alternatives, then step 2. Iterative (a 1,000-step chain does not recurse 1,000 deep)."""
     children: dict[str | None, list[StepInfo]] = {}
     for s in tree.steps:  # ordered by (position, created_at): children come out oldest first
         children.setdefault(s.parent_id, []).append(s)
     out: list[tuple[StepInfo, int, bool]] = []
-    # stack items: (step, indent, is_branch); the line's continuation is pushed first so branches come out first
-    stack: list[tuple[StepInfo, int, bool]] = []
+    # stack items: (step, indent, is_branch, its alternatives); popped last-in first-out
+    stack: list[tuple[StepInfo, int, bool, list[StepInfo]]] = []
     roots = children.get(None, [])
-    if roots:  # the first step continues from the source image; other first steps branch from it
-        stack.append((roots[0], 0, False))
-        for s in reversed(roots[1:]):
-            stack.append((s, 1, True))
+    if roots:  # the first step continues from the source image; other first steps are its alternatives
+        stack.append((roots[0], 0, False, roots[1:]))
     while stack:
-        step, indent, is_branch = stack.pop()
+        step, indent, is_branch, alternatives = stack.pop()
         out.append((step, indent, is_branch))
         kids = children.get(step.id, [])
-        if kids:
-            stack.append((kids[0], indent, False))
-            for kid in reversed(kids[1:]):
-                stack.append((kid, indent + 1, True))
+        if kids:  # the line goes on after the alternatives: pushed first
+            stack.append((kids[0], indent, False, kids[1:]))
+        for alt in reversed(alternatives):
+            stack.append((alt, indent + 1, True, []))
     return out
 
 
@@ -185,7 +195,8 @@ def _node(node_id: str, index: int, img_url: str, hop: str, text: str, *, curren
     return (
         f'<button type="button" role="listitem" class="{cls}" data-select="{esc(node_id)}" data-index="{index}"'
         f'{aria}{style} title="{esc(text)}"><img src="{esc(img_url)}" alt="" loading="lazy">'
-        f'<span class="rb-hop">{esc(hop)}</span><span class="rb-text">{esc(shorten(text))}</span>{mark_html}</button>'
+        f'<span class="rb-hop">{esc(hop)}</span><span class="rb-text">{esc(shorten(text, MAX_TEXT))}</span>'
+        f'{mark_html}</button>'
     )
 
 
@@ -198,10 +209,12 @@ def chain_cards_html(chains: Sequence[ChainInfo], url_for: Callable[[str], str],
     for i, c in enumerate(chains):
         thumb = url_for(c.last_output or c.source_image)
         steps = f"{c.num_steps} step" + ("" if c.num_steps == 1 else "s")
-        last = f'<span class="rb-card-last">“{esc(shorten(c.last_instruction, 70))}”</span>' if c.last_instruction else ""
+        last = (f'<span class="rb-card-last">“{esc(shorten(c.last_instruction, MAX_TEXT))}”</span>'
+                if c.last_instruction else "")
+        tooltip = c.title + (f"\nlast step: {c.last_instruction}" if c.last_instruction else "")
         parts.append(
             f'<button type="button" role="listitem" class="rb-card" data-select="{esc(c.id)}" data-index="{i}" '
-            f'title="{esc(c.title)}"><img src="{esc(thumb)}" alt="" loading="lazy">'
+            f'title="{esc(tooltip)}"><img src="{esc(thumb)}" alt="" loading="lazy">'
             f'<span class="rb-card-title">{esc(c.title)}</span>{ood_badge(c)}'
             f'<span class="rb-card-meta">{steps} · {esc(fmt_time(c.updated_at))}</span>{last}</button>'
         )
@@ -217,31 +230,91 @@ def ood_badge(chain: ChainInfo) -> str:
 
 
 # ----------------------------------------------------------------------------------------- reasoning panel text
-def region_rows(details: Mapping[str, Any]) -> list[list[Any]]:
-    """``[#, label, score, attention]`` per region, most attended first (the bound object marked ★)."""
+# Region colours: the overlay masks, the legend and the table's swatches all use these, region i -> i % 10
+REGION_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+                  "#bcbd22", "#7f7f7f")
+BOUND_MARK = "★"
+
+
+def region_colour(index: int) -> str:
+    return REGION_COLOURS[index % len(REGION_COLOURS)]
+
+
+def _labels(details: Mapping[str, Any]) -> list[str]:
     labels = list(details.get("region_labels") or [])
     if not labels and isinstance(details.get("regions"), Mapping):
         labels = list(details["regions"].get("labels") or [])
+    return labels
+
+
+def region_name(details: Mapping[str, Any], index: int) -> str:
+    """``"2 · “candle” · red, left ★"``: number, name (``region_names`` when stored with the details, else the
+    backend's label) and the bound mark. The same text in the table, the legend and the region info."""
+    names = list(details.get("region_names") or []) or _labels(details)
+    name = names[index] if 0 <= index < len(names) else f"region {index + 1}"
+    mark = f" {BOUND_MARK}" if details.get("bound_region") == index else ""
+    return f"{index + 1} · {name}{mark}"
+
+
+def regions_label(details: Mapping[str, Any]) -> str:
+    """The region image's label, short (it lies over the image): ``"Regions: colour segmenter"``."""
+    proposer = proposer_text(details)
+    return f"Regions: {proposer}" if proposer else "Regions"
+
+
+def proposer_text(details: Mapping[str, Any]) -> str | None:
+    """What produced the regions (``"colour segmenter"``, ``"SAM 2"``), from the stored backend or the labels."""
+    from reasonbrain.region_names import proposer_name
+
+    return proposer_name(details.get("region_backend"), _labels(details))
+
+
+def _from(proposer: str | None) -> str:
+    """``" from the colour segmenter"`` / ``" from SAM 2"`` (a model's name takes no article)."""
+    if not proposer:
+        return ""
+    return f" from {'' if proposer[:1].isupper() else 'the '}{proposer}"
+
+
+def regions_summary(details: Mapping[str, Any]) -> str:
+    """One line under the region image: how many regions, which proposer, what ★ means, what a click does."""
+    labels = _labels(details)
+    if not labels:
+        return "No regions for this step."
+    n = max(0, len(labels) - 1)
+    source = esc(_from(proposer_text(details)))
+    bound = details.get("bound_region")
+    bound_txt = (f" **{esc(region_name(details, bound))}** is the region the instruction was bound to (the ID "
+                 "Controller's most attended)." if isinstance(bound, int) and 0 <= bound < n else "")
+    return (f"{n} object region{'s' if n != 1 else ''} and the background{source}.{bound_txt}  \n"
+            "Click a region (or its name) to see its mask score and attention.")
+
+
+def region_rows(details: Mapping[str, Any]) -> list[list[Any]]:
+    """``[swatch + #, name, score, attention]`` per region, most attended first (the bound object marked ★).
+    The first cell is HTML (a swatch in the region's overlay colour; the background has none)."""
+    labels = _labels(details)
     scores = list(details.get("region_scores") or [])
     if not scores and isinstance(details.get("regions"), Mapping):
         scores = list(details["regions"].get("scores") or [])
     attention = details.get("region_attention")
-    bound = details.get("bound_region")
     rows = []
-    for i, label in enumerate(labels):
+    for i, _label in enumerate(labels):
         att = attention[i] if attention is not None and i < len(attention) else None
         score = scores[i] if i < len(scores) else None
-        name = f"★ {label}" if bound is not None and i == bound else str(label)
-        rows.append([i + 1, name, _num(score, 2), _pct(att), att if att is not None else -1.0])
+        swatch = (f'<span class="rb-swatch" style="background:{region_colour(i)}"></span>'
+                  if i < len(labels) - 1 else '<span class="rb-swatch rb-swatch-none"></span>')
+        name = region_name(details, i).split(" · ", 1)[1]
+        rows.append([f"{swatch}{i + 1}", name, _num(score, 2), _pct(att), att if att is not None else -1.0])
     rows.sort(key=lambda r: r[4], reverse=True)
     return [r[:4] for r in rows]
 
 
 def region_info(details: Mapping[str, Any], index: int) -> str:
     """Markdown for one selected region (``index`` into the regions, in their stored order)."""
-    labels = list(details.get("region_labels") or [])
+    labels = _labels(details)
     if not 0 <= index < len(labels):
-        return "Select a region in the image to see its label, score and attention."
+        return "Select a region in the image to see its name, score and attention."
     scores = details.get("region_scores") or []
     attention = details.get("region_attention") or []
     score = scores[index] if index < len(scores) else None
@@ -250,9 +323,11 @@ def region_info(details: Mapping[str, Any], index: int) -> str:
     if attention:
         order = sorted(range(len(attention)), key=lambda i: attention[i], reverse=True)
         rank = f" (rank {order.index(index) + 1} of {len(attention)})" if index in order else ""
-    bound = " — **the object the instruction was bound to**" if details.get("bound_region") == index else ""
-    return (f"**Region {index + 1}: {esc(labels[index])}**{bound}  \n"
-            f"mask score {_num(score, 3)} · ID-Controller attention {_pct(att)}{rank}")
+    bound = " — **the region the instruction was bound to**" if details.get("bound_region") == index else ""
+    proposer = proposer_text(details)
+    source = f" · found by {'' if proposer[:1].isupper() else 'the '}{esc(proposer)}" if proposer else ""
+    return (f"**Region {esc(region_name(details, index))}**{bound}  \n"
+            f"mask score {_num(score, 3)} · ID-Controller attention {_pct(att)}{rank}{source}")
 
 
 def object_markdown(details: Mapping[str, Any], *, step: StepInfo | None = None) -> str:
@@ -264,14 +339,15 @@ def object_markdown(details: Mapping[str, Any], *, step: StepInfo | None = None)
     ids = details.get("object_token_ids") or []
     ids_text = ", ".join(str(i) for i in ids[:48]) + (" …" if len(ids) > 48 else "")
     reasoning = (details.get("reasoning") or "").strip() or EMPTY
-    bound = details.get("bound_region_label")
+    bound_index = details.get("bound_region")
+    bound = region_name(details, bound_index) if isinstance(bound_index, int) else details.get("bound_region_label")
     lines = [
         f"**Referenced object:** {esc(name)}" + (f" ({esc(attrs)})" if attrs else "")
         + (f" — from “{esc(phrase)}”" if phrase and phrase != name else "")
         + f" · via {esc(obj.get('source') or 'parser')}",
         f"**Object token O:** `{_code(details.get('object_token') or EMPTY)}`",
         f"**Token ids:** `[{_code(ids_text)}]`",
-        f"**Most attended region:** {esc(bound)}" if bound else "**Most attended region:** —",
+        f"**Bound region (most attended):** {esc(bound)}" if bound else "**Bound region (most attended):** —",
         f"**Reasoning:** {esc(reasoning)}",
         f"**Seed:** `{details.get('seed', step.seed if step else EMPTY)}`",
     ]

@@ -742,8 +742,14 @@ def _clean_note(note: Any) -> str | None:
 
 
 def _auto_title(instruction: str) -> str:
-    title = " ".join(instruction.split())[:AUTO_TITLE_CHARS].strip()
-    return title or DEFAULT_TITLE
+    """The first instruction as the chain's title; a long one cut at its last whole word, marked with "…"."""
+    title = " ".join(instruction.split())
+    if len(title) > AUTO_TITLE_CHARS:
+        cut = title[: AUTO_TITLE_CHARS - 1]
+        if title[AUTO_TITLE_CHARS - 1] != " " and " " in cut:
+            cut = cut[: cut.rindex(" ")]
+        title = cut.rstrip(" ,;:-—") + "…"
+    return title.strip() or DEFAULT_TITLE
 
 
 def _dumps(name: str, value: dict[str, Any]) -> str:

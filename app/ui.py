@@ -184,7 +184,7 @@ def launch_options(settings: Settings, store: Store, **overrides: Any) -> dict[s
         "max_file_size": f"{settings.max_upload_mb:g}mb",
         "allowed_paths": [store.images_dir, os.path.join(store.data_dir, RATING_IMAGES_DIR)],
         "show_error": True,
-        "css": CSS + rate.CSS,
+        "css": CSS + edit.CSS + rate.CSS,
         "theme": gr.themes.Soft(),
     }
     options.update(overrides)

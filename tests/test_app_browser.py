@@ -85,7 +85,7 @@ def test_edit_chain_history_presenter_and_isolation(tmp_path):
             page.screenshot(path=str(SHOTS / "edit.png"), full_page=True)
 
             # --- regions: pick one in the annotated image ------------------------------------------------
-            page.locator("#regions-image").get_by_text(re.compile(r"^1: ")).first.click()
+            page.locator("#regions-image").get_by_text(re.compile(r"^1 · ")).first.click()
             page.wait_for_function("document.querySelector('#region-info').innerText.includes('Region 1')")
             assert "attention" in page.locator("#region-info").inner_text()
             page.locator("#reasoning-panel").first.screenshot(path=str(SHOTS / "regions.png"))

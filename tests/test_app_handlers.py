@@ -101,13 +101,13 @@ def test_edit_creates_chain_and_step_and_shows_the_reasoning(engine, store, scen
     assert "Token ids" in view.object_md and "Seed:** `7`" in view.object_md
     assert "**Reasoning:** —" in view.object_md  # the tiny preset generates no reasoning text
     heatmap, regions_image = edit.reasoning_images(store, ALICE, view.session)
-    assert isinstance(heatmap, PIL.Image.Image) and heatmap.size == (96, 80)
+    assert isinstance(heatmap, PIL.Image.Image) and heatmap.size == (384, 320)  # 96x80 upscaled 4x, crisp
     assert edit.reasoning_images(store, ALICE, edit.empty_session()) == (None, None)
     with pytest.raises(gr.Error, match="belongs to someone else"):  # another user's step id: no images
         edit.reasoning_images(store, BOB, view.session)
     attention = [float(r[3].rstrip("%")) for r in view.regions_table]
     assert attention == sorted(attention, reverse=True) and len(attention) == len(step.details["region_labels"])
-    base, masks = regions_image
+    base, masks = regions_image["value"]
     assert len(masks) == len(step.details["region_labels"]) - 1  # object regions; the background left out
     assert all(m.shape == (base.height, base.width) for m, _ in masks)
     stages = [r[0] for r in view.timings]
@@ -149,7 +149,7 @@ def test_continue_makes_a_child_and_branching_from_an_earlier_step_makes_a_sibli
     assert branch.step.input_image == step1.output_image
     assert "2 branches" in branch.timeline and "↳ Step 2" in branch.timeline
     order = [s.id for s, _, _ in render.tree_order(tree)]
-    assert order == [step1.id, branch.step.id, step2.id]  # the branch hangs right below its branching point
+    assert order == [step1.id, step2.id, branch.step.id]  # an alternative right after the step it replaces
     assert len(store.list_chains(ALICE)) == 1 and store.count_steps(ALICE) == 3
 
     # selecting the source and editing makes another first step (a sibling of step 1)
@@ -390,6 +390,134 @@ def test_long_chains_stay_flat_and_branches_are_indented():
     assert {indent for s, indent, _ in order if s.id.startswith("s")} == {0}  # 1,000 hops, no recursion, flat
     branch_rows = [(s.id, indent, is_branch) for s, indent, is_branch in order if s.id.startswith("b")]
     assert branch_rows == [("b0-0", 1, True), ("b0-1", 1, True)]
-    assert [s.id for s, _, _ in order].index("b0-0") == 11  # right below step s10
+    assert [s.id for s, _, _ in order].index("b0-0") == 12  # right after s11, the step it is an alternative to
     html = render.timeline_html(tree, "s500", lambda rel: "/x/" + rel)
     assert html.count("data-select=") == 1003 and html.count("rb-current") == 1
+
+
+# ----------------------------------------------------------------------------- what the Edit tab shows (#19)
+def _two_squares() -> tuple:
+    """A white 60x30 image with a red square on the left and a blue one on the right, and their regions."""
+    import numpy as np
+    import torch
+
+    from reasonbrain.regions import Regions
+
+    pixels = np.full((30, 60, 3), 245, dtype=np.uint8)
+    pixels[5:25, 2:18] = (214, 40, 40)
+    pixels[5:25, 42:58] = (45, 95, 215)
+    masks = np.zeros((3, 30, 60), dtype=bool)
+    masks[0, 5:25, 2:18] = True
+    masks[1, 5:25, 42:58] = True
+    masks[2] = ~(masks[0] | masks[1])
+    boxes = torch.tensor([[2, 5, 18, 25], [42, 5, 58, 25], [0, 0, 60, 30]], dtype=torch.float32)
+    regions = Regions(torch.from_numpy(masks), ["object 1", "object 2", "background"], torch.tensor([0.9, 0.8, 1.0]),
+                      boxes)
+    return PIL.Image.fromarray(pixels), regions
+
+
+def test_regions_are_named_by_colour_position_and_the_bound_object():
+    from reasonbrain.region_names import bound_object_name, proposer_name, region_names
+
+    image, regions = _two_squares()
+    obj = bound_object_name({"name": "ball", "attributes": {"colour": "blue", "position": "right"}})
+    names = region_names(image, regions, bound=1, bound_object=obj)
+    assert names == ["red, left", "“blue ball” · blue, right", "background"]
+    assert proposer_name("color_segments") == "colour segmenter" and proposer_name("sam2") == "SAM 2"
+    assert proposer_name(None, ["region 1", "background"]) == "SAM 2"  # steps stored before region_backend
+    assert proposer_name(None, ["object 1", "background"]) == "colour segmenter"
+
+    details = {"region_labels": list(regions.labels), "region_names": names, "region_scores": [0.9, 0.8, 1.0],
+               "region_attention": [0.1, 0.7, 0.2], "bound_region": 1, "region_backend": "color_segments"}
+    rows = render.region_rows(details)
+    assert [r[1] for r in rows] == ["“blue ball” · blue, right ★", "background", "red, left"]  # by attention
+    assert render.region_colour(1) in rows[0][0] and "rb-swatch" in rows[0][0]  # the overlay's colour
+    summary = render.regions_summary(details)
+    assert "from the colour segmenter." in summary and "2 · “blue ball” · blue, right ★" in summary
+    assert "object 1" not in summary
+    info = render.region_info(details, 0)
+    assert "Region 1 · red, left" in info and "colour segmenter" in info
+    assert "Bound region (most attended):** 2 · “blue ball”" in render.object_markdown(details)
+    assert render.regions_label(details) == "Regions: colour segmenter"
+    assert render.regions_label({**details, "region_backend": "sam2"}) == "Regions: SAM 2"
+
+
+def test_synth_scenes_regions_get_colour_names_not_numbers():
+    from reasonbrain.configuration import ReasonBrainConfig
+    from reasonbrain.region_names import is_numbered, region_names
+    from reasonbrain.regions import build_region_proposer
+    from reasonbrain.synthworld import sample_scene
+    from reasonbrain.synthworld.world import COLOURS
+
+    proposer = build_region_proposer(ReasonBrainConfig.from_preset("synth").regions, load_pretrained=False)
+    for seed in range(3):
+        scene = sample_scene(seed=seed, resolution=64).src
+        names = region_names(scene, proposer(scene))
+        assert names[-1] == "background" and not any(is_numbered(n) for n in names)
+        assert any(n.split(",")[0] in COLOURS for n in names[:-1])  # the world's own colour words
+
+
+def test_reasoning_images_legend_matches_the_table_and_the_overlay(engine, store, scene):
+    view = run(engine, store, ALICE, None, scene, MELT)
+    names = view.session["regions"]["region_names"]
+    assert names and not any(n.startswith("region ") for n in names[:-1])
+    heatmap, update = edit.reasoning_images(store, ALICE, view.session)
+    base, masks = update["value"]
+    legend = [label for _, label in masks]
+    assert legend == [render.region_name(view.session["regions"], i) for i in range(len(masks))]
+    assert update["color_map"] == {label: render.region_colour(i) for i, label in enumerate(legend)}
+    assert update["label"] == "Regions: SAM 2"  # the tiny preset's proposer
+    table_names = {r[1] for r in view.regions_table}
+    assert {label.split(" · ", 1)[1] for label in legend} <= table_names
+    assert "SAM 2" in view.region_info and "★" in view.region_info
+    assert view.step.details["region_backend"] == "transformers_sam2"
+
+
+def test_small_images_are_upscaled_crisply_for_display():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    pixel_art = PIL.Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    shown = edit.display_image(pixel_art)
+    assert shown.size == (384, 384)
+    big = np.asarray(shown).reshape(64, 6, 64, 6, 3)
+    assert (big == np.asarray(pixel_art)[:, None, :, None, :]).all()  # every pixel a 6x6 block: nearest neighbour
+    assert edit.display_image(PIL.Image.new("RGB", (1000, 500))).size == (384, 192)
+    assert edit.display_image(PIL.Image.new("RGB", (300, 200))).size == (300, 200)  # less than 2x: left as is
+
+
+def test_status_line_shows_the_instruction_of_the_step_on_screen(store, sample_result):
+    chain_id, (first, second) = add_steps(store, ALICE, sample_result, [MELT, "Imagine the puddle dried up."])
+    session = {**edit.empty_session(), "chain_id": chain_id, "step_id": second.id, "base_id": second.id}
+    shown = edit.select_step(store, ALICE, session, second.id)
+    assert "Showing step 2:** “Imagine the puddle dried up.”" in shown.status
+    shown = edit.select_step(store, ALICE, shown.session, first.id)
+    assert f"Showing step 1:** “{MELT}”" in shown.status and "puddle" not in shown.status
+    _, (alternative,) = add_steps(store, ALICE, sample_result, ["What if it were night time?"], chain_id=chain_id)
+    shown = edit.select_step(store, ALICE, shown.session, alternative.id)
+    assert "Showing step 1 (an alternative):** “What if it were night time?”" in shown.status
+
+
+def test_timeline_lists_step_1_before_its_alternatives(store, sample_result):
+    chain_id, (first, second) = add_steps(store, ALICE, sample_result, [MELT, "Imagine the puddle dried up."])
+    _, (alternative,) = add_steps(store, ALICE, sample_result, ["What if it were night time?"], chain_id=chain_id)
+    tree = store.get_chain(ALICE, chain_id, details=False)
+    order = [(s.id, indent, is_branch) for s, indent, is_branch in render.tree_order(tree)]
+    assert order == [(first.id, 0, False), (alternative.id, 1, True), (second.id, 0, False)]
+    html = render.timeline_html(tree, first.id, lambda rel: "/x/" + rel)
+    assert html.index(">Step 1<") < html.index(">↳ Step 1<") < html.index(">Step 2<")
+
+
+def test_long_texts_are_cut_at_whole_words_or_not_at_all():
+    text = "What would the ball look like if it bounced off a springy trampoline three times?"
+    short = render.shorten(text, 40)
+    assert short.endswith("…") and text.startswith(short[:-1]) and text[len(short) - 1] == " "
+    assert render.shorten(text, 200) == text
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    last = "Hypothetically, if the green snow man on the right stood in the warm spring sunshine all day, what " \
+           "would it look like?"
+    card = ChainInfo(id="c", user_id=ALICE, title="A title", source_image="images/aa/src.png", created_at=now,
+                     updated_at=now, is_demo=False, num_steps=2, last_output=None, last_instruction=last)
+    html = render.chain_cards_html([card], lambda rel: "/x/" + rel)
+    assert f"“{last}”" in html.replace("&#x27;", "'")  # whole in the card (CSS wraps it) and in the tooltip
+    assert edit.pick_instruction([render.esc("Let's say the <b> & co.")]) == "Let's say the <b> & co."

@@ -17,6 +17,7 @@ Session state (a plain dict in ``gr.State``, one per browser tab):
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 import logging
 import os
@@ -38,12 +39,42 @@ from app.store import ChainTree, NotFound, StepInfo, Store
 
 logger = logging.getLogger(__name__)
 
-DISPLAY_SIDE = 384  # heatmap / region images are sent at most this large (they are shown ~260 px high)
+DISPLAY_SIDE = 384  # heatmap / region images are sent about this large (shown ~320 px high)
+HEATMAP_HEIGHT = 340
+REGIONS_HEIGHT = 440  # the image and its legend (one line per 2-3 regions)
+PIXEL_ART_MAX_PX = 128  # inputs no larger than this are pixel art: upscaled with nearest neighbour on screen
 DOWNLOAD_DIR = os.path.join(tempfile.gettempdir(), "reasonbrain-studio-downloads")
 MAX_DOWNLOAD_FILES = 400
 MAX_SEED = 2**31 - 1
 PROMPT_HINT = "What would happen if the ice cube were left in the sun?"
 NOT_FOUND_MESSAGE = "This chain or step does not exist (any more), or it belongs to someone else."
+
+# The Edit tab's style (app/ui.py adds it to the page).
+CSS = """
+/* images a person judges fill their boxes; pixel art (the synth world's 64 px scenes) upscaled crisply */
+#input-image .image-frame img, #attention-heatmap .image-frame img { width: 100%; height: 100%;
+  object-fit: contain; }
+#input-image img[data-rb-pixel-art], #example-scenes img[data-rb-pixel-art] { image-rendering: pixelated; }
+#regions-table .rb-swatch { display: inline-block; width: 0.85em; height: 0.85em; border-radius: 3px;
+  margin-right: 6px; vertical-align: -0.1em; }
+#regions-table .rb-swatch-none { border: 1px dashed var(--border-color-primary); }
+#crisp-images { display: none; }
+"""
+
+# Sets data-rb-pixel-art on images no larger than PIXEL_ART_MAX_PX in the input box, the example scenes, the
+# timeline and History (CSS there upscales them crisply; photos keep smooth scaling: nearest neighbour would
+# alias them when shown smaller than they are).
+CRISP_JS = f"""
+if (!window.__rbCrisp) {{
+  window.__rbCrisp = true;
+  document.addEventListener('load', (e) => {{
+    const img = e.target;
+    if (img instanceof HTMLImageElement && img.closest('#input-image, #example-scenes, #timeline, #history-list')) {{
+      img.toggleAttribute('data-rb-pixel-art', Math.max(img.naturalWidth, img.naturalHeight) <= {PIXEL_ART_MAX_PX});
+    }}
+  }}, true);
+}}
+"""
 
 
 class _Keep:
@@ -413,10 +444,10 @@ def region_info(session: Any, index: Any) -> str:
 
 
 def pick_instruction(sample: Any) -> str:
-    """A clicked example instruction (a Dataset row ``[category, instruction]``) -> the prompt."""
+    """A clicked example instruction (a Dataset row ``[instruction]``, HTML-escaped for display) -> the prompt."""
     if isinstance(sample, (list, tuple)) and sample:
-        return str(sample[-1])
-    return str(sample or "")
+        sample = sample[-1]
+    return html.unescape(str(sample or ""))
 
 
 # ------------------------------------------------------------------------------------- the model's world
@@ -527,20 +558,17 @@ def step_view(
     for path in (before, after):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"stored image missing: {path}")
+    details = named_regions(store, step, details)
     session = dict(session)
-    session["regions"] = {k: details.get(k) for k in
-                          ("region_labels", "region_scores", "region_attention", "bound_region")}
-    total = (step.timings or {}).get("total")
-    total_txt = f" · {float(total):.2f} s" if total is not None else ""
+    session["regions"] = {k: details.get(k) for k in REGION_KEYS}
     base_id = session.get("base_id")
     view = EditView(
         session=session,
         slider=(before, after),
-        status=(f"**{render.esc(tree.chain.title)}** · step {step.position} · seed `{step.seed}`{total_txt}"
-                f" · {render.esc(step.preset)} `{render.esc(step.checkpoint_hash)}`"),
+        status=step_status(tree, step),
         object_md=render.object_markdown(details, step=step),
         regions_table=render.region_rows(details),
-        region_info="Click a region in the image to see its label, mask score and attention.",
+        region_info=render.regions_summary(details),
         timings=render.timings_rows(step.timings, extra_timings),
         download_png=_download_png(store, step),
         download_json=_download_json(step),
@@ -554,9 +582,48 @@ def step_view(
     return view
 
 
+def step_status(tree: ChainTree, step: StepInfo) -> str:
+    """The line under the result: the instruction of the step on screen first, then where it sits and how it
+    was made."""
+    total = (step.timings or {}).get("total")
+    total_txt = f" · {float(total):.2f} s" if total is not None else ""
+    siblings = tree.children(step.parent_id)
+    alternative = " (an alternative)" if siblings and siblings[0].id != step.id else ""
+    n = len(tree.steps)
+    chain = f"Chain of {n} step{'s' if n != 1 else ''}"
+    if not step.instruction.startswith(tree.chain.title.rstrip("…").strip()):  # not the default title
+        chain = f"Chain “{render.esc(render.shorten(tree.chain.title, 80))}” ({n} step{'s' if n != 1 else ''})"
+    return (f"**Showing step {step.position}{alternative}:** “{render.esc(step.instruction)}”  \n"
+            f"{chain} · seed `{step.seed}`{total_txt}"
+            f" · {render.esc(step.preset)} `{render.esc(step.checkpoint_hash)}`")
+
+
+REGION_KEYS = ("region_labels", "region_scores", "region_attention", "bound_region", "region_names",
+               "region_backend")
+
+
+def named_regions(store: Store, step: StepInfo, details: dict[str, Any]) -> dict[str, Any]:
+    """``details`` plus ``region_names``: each region named from the step's input image (colour, position, the
+    bound object; see :func:`reasonbrain.region_names.region_names`). Unchanged when there are no regions."""
+    regions = _regions_from_details(details)
+    if regions is None:
+        return details
+    from reasonbrain.region_names import bound_object_name, region_names
+
+    try:
+        base = store.load_image(step.input_image)
+    except (OSError, ValueError) as err:  # the image check above passed: a decoding problem, named once
+        logger.warning("regions of step %s left unnamed: %s", step.id, err)
+        return details
+    names = region_names(base, regions, bound=details.get("bound_region"),
+                         bound_object=bound_object_name(details.get("referenced_object")))
+    return {**details, "region_names": names}
+
+
 def reasoning_images(store: Store, user_id: Any, session: Any) -> tuple[Any, Any]:
     """``(heatmap, regions image)`` of the session's shown step, rendered from its stored details at display
-    size: the ID Controller's attention over the regions, and the regions as a ``gr.AnnotatedImage`` value.
+    size (small pixel-art inputs upscaled crisply): the ID Controller's attention over the regions, and the
+    regions as a ``gr.AnnotatedImage`` update whose legend names and colours match the overlay and the table.
     ``(None, None)`` when no step is shown (or the user has no session yet)."""
     s = _session(session)
     if s["step_id"] is None or not isinstance(user_id, str) or not user_id:
@@ -565,25 +632,38 @@ def reasoning_images(store: Store, user_id: Any, session: Any) -> tuple[Any, Any
         step = store.get_step(user_id, s["step_id"])
         base = store.load_image(step.input_image)
     details = step.details or {}
+    shown = s["regions"] or {}
+    if shown.get("region_names") and shown.get("region_labels") == details.get("region_labels"):
+        details = {**details, "region_names": shown["region_names"]}  # named by step_view already
+    else:
+        details = named_regions(store, step, details)
     regions = _regions_from_details(details)
-    heatmap = render_attention_heatmap(
-        _fit(base, DISPLAY_SIDE), regions, details.get("region_attention"),
+    heatmap = render_attention_heatmap(  # over the crisp display image: blocks stay blocks, the outline is thin
+        display_image(base), regions, details.get("region_attention"),
         patch_attention=details.get("patch_attention"), bound=details.get("bound_region"),
     )
-    return heatmap, annotated_regions(base, regions)
+    value = annotated_regions(base, regions, details)
+    labels = [label for _, label in value[1]]
+    return heatmap, gr.update(
+        value=value, color_map={label: render.region_colour(i) for i, label in enumerate(labels)},
+        label=render.regions_label(details),
+    )
 
 
-def annotated_regions(base: PIL.Image.Image, regions: Any) -> tuple[Any, list[tuple[np.ndarray, str]]] | None:
-    """``gr.AnnotatedImage`` value: the input (display size) and one mask per object region, numbered like the
-    engine's overlay (the background is left out)."""
+def annotated_regions(base: PIL.Image.Image, regions: Any, details: dict[str, Any] | None = None
+                      ) -> tuple[Any, list[tuple[np.ndarray, str]]] | None:
+    """``gr.AnnotatedImage`` value: the input (display size) and one mask per object region, labelled as in
+    the table (``render.region_name``; the background is left out)."""
     if base is None:
         return None
-    display = _fit(base.convert("RGB"), DISPLAY_SIDE)
+    display = display_image(base.convert("RGB"))
     if regions is None or len(regions) <= 1:
         return display, []
+    details = details or {"region_labels": list(regions.labels)}
     resized = regions.resized(display.size)
     masks = resized.masks.detach().cpu().numpy()
-    return display, [(masks[i].astype(np.float32), f"{i + 1}: {resized.labels[i]}") for i in range(resized.num_objects)]
+    return display, [(masks[i].astype(np.float32), render.region_name(details, i))
+                     for i in range(resized.num_objects)]
 
 
 def _regions_from_details(details: dict[str, Any]) -> Any:
@@ -599,12 +679,18 @@ def _regions_from_details(details: dict[str, Any]) -> Any:
         return None
 
 
-def _fit(image: PIL.Image.Image, side: int) -> PIL.Image.Image:
-    if max(image.size) <= side:
+def display_image(image: PIL.Image.Image, side: int = DISPLAY_SIDE) -> PIL.Image.Image:
+    """``image`` sized for its box: a larger one shrunk (Lanczos) to ``side``; a small one (the synth world's
+    64 px pixel art) enlarged by a whole factor with nearest neighbour, so it stays crisp at any zoom."""
+    longest = max(image.size)
+    if longest > side:
+        scale = side / longest
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        return image.resize(size, PIL.Image.Resampling.LANCZOS)
+    factor = side // longest
+    if factor < 2:
         return image
-    scale = side / max(image.size)
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return image.resize(size, PIL.Image.Resampling.LANCZOS)
+    return image.resize((image.width * factor, image.height * factor), PIL.Image.Resampling.NEAREST)
 
 
 def _url_for(store: Store) -> Callable[[str], str]:
@@ -791,8 +877,9 @@ def build(engine: Engine, store: Store, user_state: gr.State) -> EditHandles:
                 with gr.Tabs():
                     for cat, texts in categories.items():
                         with gr.Tab(cat.title(), elem_id=f"examples-{cat}"):
+                            # HTML samples: shown whole (a Textbox sample is cut at 60 characters)
                             category_sets.append(gr.Dataset(
-                                components=[gr.Textbox(visible=False)], samples=[[t] for t in texts],
+                                components=[gr.HTML(visible=False)], samples=[[render.esc(t)] for t in texts],
                                 layout="table", show_label=False, samples_per_page=8,
                                 elem_id=f"instructions-{cat}",
                             ))
@@ -848,16 +935,21 @@ def build(engine: Engine, store: Store, user_state: gr.State) -> EditHandles:
                 object_md = gr.Markdown("—", elem_id="object-info", padding=True)
                 timings = gr.Dataframe(headers=["Stage", "Time"], value=[], label="Stage timings",
                                        interactive=False, elem_id="timings", wrap=True, max_height=330)
-            with gr.Column(scale=3, min_width=240):
-                heatmap = gr.Image(label="ID Controller attention over regions", interactive=False,
-                                   height=260, elem_id="attention-heatmap", format="jpeg")
+            with gr.Column(scale=3, min_width=280):
+                # PNG: the upscaled pixel art stays crisp (JPEG rings around its hard edges)
+                heatmap = gr.Image(label="ID Controller attention", interactive=False,
+                                   height=HEATMAP_HEIGHT, elem_id="attention-heatmap", format="png")
                 regions_table = gr.Dataframe(headers=["#", "Region", "Score", "Attention"], value=[],
-                                             label="Regions by attention (★ bound object)", interactive=False,
-                                             elem_id="regions-table", max_height=330)
-            with gr.Column(scale=3, min_width=240):
-                regions_image = gr.AnnotatedImage(label="SAM regions (click one)", height=260,
-                                                  elem_id="regions-image", format="jpeg")
+                                             datatype=["html", "str", "str", "str"],
+                                             column_widths=["13%", "43%", "18%", "26%"],
+                                             label="Regions by attention (★ bound region)", interactive=False,
+                                             elem_id="regions-table", max_height=330, wrap=True)
+            with gr.Column(scale=3, min_width=280):
+                regions_image = gr.AnnotatedImage(label="Regions", height=REGIONS_HEIGHT,
+                                                  elem_id="regions-image", format="png")
                 region_info_md = gr.Markdown("", elem_id="region-info", padding=True)
+    # marks small images in the input box and the example scenes as pixel art (CSS: crisp upscaling)
+    gr.HTML("", js_on_load=CRISP_JS, elem_id="crisp-images", padding=False, container=False)
 
     with gr.Row(visible=False):  # the lean API endpoint's outputs (not shown)
         api_trigger = gr.Button("edit_image", elem_id="api-edit")
