@@ -66,7 +66,16 @@ def wait_step(page, text: str, old_src: str | None = None) -> None:
           return !!h && h.innerText.includes(t) && imgs.length === 2 && imgs.every(i => i.complete && i.naturalWidth)
             && imgs[0].src !== old; }""",
         arg=[text, old_src], timeout=TIMEOUT)
+    wait_settled(page)
     page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+
+
+def wait_settled(page) -> None:
+    """Until no event is pending (gradio fades the outputs of a running event): screenshots show the result."""
+    page.wait_for_function(
+        "() => document.querySelectorAll('.pending').length === 0 && [...document.querySelectorAll("
+        "'[data-testid=status-tracker]')].every(t => t.classList.contains('hide') || t.offsetParent === null)",
+        timeout=TIMEOUT)
 
 
 def before_src(page) -> str:

@@ -1,9 +1,14 @@
 """The Rate tab in a real browser (Playwright + Chromium), keyboard only once signed in: absolute scores with
 1-5 + Enter, undo, skip, switching to pairwise with M, A/B/T/X choices, progress; the results view for an admin.
+At 1280x720 and 1920x1080: a wrong password is said in the form and gone after signing in, the images to judge
+fill their boxes (at least 256 px, pixel art crisp), and a study of gold items alone (the ground truth of a
+synthworld folder's test split) shows them in both modes.
 
 Screenshots go to ``test-artifacts/screenshots/rate-*.png`` (gitignored)."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
@@ -14,7 +19,7 @@ from tests.test_app_client import launch_app
 from tests.test_rate_handlers import PASSWORD, seed_study, task_of
 
 pytestmark = [
-    pytest.mark.skipif(not __import__("os").path.exists(CHROMIUM), reason=f"Chromium not installed at {CHROMIUM}"),
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"Chromium not installed at {CHROMIUM}"),
     pytest.mark.timeout(300),
 ]
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
@@ -105,3 +110,115 @@ def test_sign_in_and_rate_with_the_keyboard(tmp_path, monkeypatch):
         finally:
             browser.close()
     assert all((SHOTS / f"rate-{name}.png").stat().st_size > 10_000 for name in ("absolute", "pairwise", "results"))
+
+
+# The picture inside each visible image box (object-fit), its box, and how it is scaled.
+IMAGES_JS = """(ids) => ids.map((id) => {
+  const box = document.getElementById(id), img = box && box.querySelector('img');
+  if (!img || box.offsetParent === null || !img.naturalWidth) return null;
+  const b = img.getBoundingClientRect(), frame = box.getBoundingClientRect(), fit = getComputedStyle(img).objectFit;
+  let k = Math.min(b.width / img.naturalWidth, b.height / img.naturalHeight);
+  if (fit === 'scale-down' || fit === 'none') k = Math.min(k, 1);
+  const w = k * img.naturalWidth, h = k * img.naturalHeight;
+  return {x: b.x + (b.width - w) / 2, y: b.y + (b.height - h) / 2, w, h, natural: img.naturalWidth,
+          box: [frame.x, frame.y, frame.width, frame.height], rendering: getComputedStyle(img).imageRendering};
+})"""
+
+
+def wait_settled(page) -> None:
+    """Until no event is pending (gradio fades the outputs of a running event): screenshots show the result."""
+    page.wait_for_function(
+        "() => document.querySelectorAll('.pending').length === 0 && [...document.querySelectorAll("
+        "'[data-testid=status-tracker]')].every(t => t.classList.contains('hide') || t.offsetParent === null)",
+        timeout=TIMEOUT)
+
+
+def judged_images(page, ids: list[str]) -> list[dict]:
+    page.wait_for_function(
+        "(ids) => ids.every(id => { const i = document.querySelector('#' + id + ' img');"
+        " return !!i && i.complete && i.naturalWidth > 0; })", arg=ids, timeout=TIMEOUT)
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    return page.evaluate(IMAGES_JS, ids)
+
+
+def assert_judgeable(shown: list[dict]) -> None:
+    """Each picture at least 256 px wide, inside its box, all the same size on one line, 64 px art crisp."""
+    for im in shown:
+        assert im is not None
+        bx, by, bw, bh = im["box"]
+        assert im["w"] >= 256 and im["x"] >= bx - 0.5 and im["x"] + im["w"] <= bx + bw + 0.5, im
+        assert im["y"] >= by - 0.5 and im["y"] + im["h"] <= by + bh + 0.5, im
+        assert im["natural"] == 64 and im["rendering"] == "pixelated", im
+    assert max(im["w"] for im in shown) - min(im["w"] for im in shown) < 1
+    assert max(im["y"] for im in shown) - min(im["y"] for im in shown) < 1
+
+
+@pytest.fixture(scope="module")
+def gold_study(tmp_path_factory):
+    """A study of ground truth alone, as ``import-reference --folder`` makes it from the folder ``python -m
+    reasonbrain synthworld`` writes (its test split): every item in both modes is gold (the reference, and the
+    unchanged source; pairwise, one against the other)."""
+    from reasonbrain.synthworld import cli as synth_cli
+
+    synth = tmp_path_factory.mktemp("synth")
+    assert synth_cli.main(["--n", "60", "--chains", "0", "--out", str(synth), "--workers", "1", "--no-progress",
+                           "--split-fractions", "0.4", "0.1", "0.5"]) == 0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("REASONBRAIN_RATE_MIN_SECONDS", "0")
+        with launch_app(str(tmp_path_factory.mktemp("rate-gold"))) as app:
+            ratings = RatingStore(app.store)
+            app.n_test = ratings.import_method_folder("reference", str(synth), reference=True).added // 2
+            directory = AnnotatorDirectory(ratings.settings.annotators_file)
+            for name in ("dora", "emil"):
+                directory.add(name, PASSWORD)
+            app.ratings = ratings
+            yield app
+
+
+@pytest.mark.parametrize("width,height,name", [(1280, 720, "dora"), (1920, 1080, "emil")])
+def test_sign_in_after_a_typo_and_judge_large_images_in_both_modes(gold_study, width, height, name):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    size = f"{width}x{height}"
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport={"width": width, "height": height}).new_page()
+            page.set_default_timeout(TIMEOUT)
+            page.goto(gold_study.url)
+            page.get_by_role("tab", name="Rate").click()
+            name_box = page.locator("#rate-name input, #rate-name textarea").first
+            password_box = page.locator("#rate-password input").first
+            name_box.fill(name)
+            password_box.fill("not the password")
+            page.locator("#rate-signin-btn").click()
+            wait_text(page, "#rate-signin-message", "wrong password")  # said in the form, which stays usable
+            sync_api.expect(page.locator("#rate-signin-btn")).to_be_enabled()
+            sync_api.expect(password_box).to_have_value("")
+            wait_settled(page)
+            page.screenshot(path=str(SHOTS / f"rate-signin-refused-{size}.png"))
+            password_box.fill(PASSWORD)
+            password_box.press("Enter")
+            wait_text(page, "#rate-who", name)
+            wait_text(page, "#rate-progress", "0 / ")
+            sync_api.expect(page.get_by_text("wrong password")).to_have_count(0)  # no message left over
+
+            # absolute: the source and the edit, large and crisp
+            assert_judgeable(judged_images(page, ["rate-source", "rate-image-a"]))
+            wait_settled(page)
+            page.screenshot(path=str(SHOTS / f"rate-absolute-{size}.png"))
+
+            # pairwise: only gold items exist; they are shown, three images side by side
+            page.locator("#rate-instruction").click()  # out of the text boxes: M switches the mode
+            page.keyboard.press("m")
+            page.locator("#rate-pairwise").wait_for(state="visible")
+            wait_text(page, "#rate-progress", f"0 / {gold_study.n_test}")
+            assert "Instruction:" in page.locator("#rate-instruction").inner_text()
+            assert_judgeable(judged_images(page, ["rate-source", "rate-image-a", "rate-image-b"]))
+            wait_settled(page)
+            page.screenshot(path=str(SHOTS / f"rate-pairwise-{size}.png"))
+            page.keyboard.press("a")
+            wait_text(page, "#rate-progress", f"1 / {gold_study.n_test}")
+        finally:
+            browser.close()
+    assert len(gold_study.ratings.my_ratings(f"local:{name}", "pairwise")) == 1
+    assert all((SHOTS / f"rate-{mode}-{size}.png").stat().st_size > 10_000 for mode in ("absolute", "pairwise"))

@@ -554,6 +554,23 @@ def test_pairwise_handlers_and_double_press(ctx):
         rate.submit_absolute(ctx, view.token, nxt.item.assignment_id, 3, 3, 3, "absolute")
 
 
+def test_refusals_are_one_log_line_not_a_traceback(ctx, caplog):
+    """An annotator's mistake (no scores, an ended session, someone else's item, a non-admin asking for results) is
+    a message and one log line; gradio prints a traceback only for bugs."""
+    bob = rate.sign_in(ctx, "bob", PASSWORD, "absolute")
+    caplog.set_level("INFO", logger="app.tabs.rate")
+    for act, text in ((lambda: rate.submit_absolute(ctx, bob.token, bob.item.assignment_id, 3, None, 3, "absolute"),
+                       "Score consistency"),
+                      (lambda: rate.show(ctx, "ended-session-token-0000", "absolute"), "sign in"),
+                      (lambda: rate.skip(ctx, bob.token, "someone-elses-item", "absolute"), "not in your queue"),
+                      (lambda: rate.results(ctx, bob.token, True), "admins")):
+        caplog.clear()
+        with pytest.raises(gr.Error, match=text) as refused:
+            act()
+        assert refused.value.print_exception is False
+        assert [r.levelname for r in caplog.records] == ["INFO"] and text in caplog.records[0].getMessage()
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Results and export
 # ----------------------------------------------------------------------------------------------------------------

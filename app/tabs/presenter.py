@@ -12,6 +12,7 @@ branch (the newest by default; a dropdown picks another).
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,8 @@ from app import display, identity, render
 from app.engine import Engine
 from app.store import ChainTree, NotFound, Store
 from app.tabs import edit
+
+logger = logging.getLogger(__name__)
 
 LIMIT = 100
 LONG_INSTRUCTION_CHARS = 90  # longer ones are set smaller (CSS .rb-present-long)
@@ -103,7 +106,9 @@ def open_presentation(store: Store, user_id: Any, chain_id: Any, leaf_id: Any = 
     with edit.user_errors():
         tree = load_tree(store, user, chain_id)
     if not tree.steps:
-        raise gr.Error("This chain has no steps to present yet.")
+        message = "This chain has no steps to present yet."
+        logger.info("presenter refused: %s", message)
+        raise gr.Error(message, print_exception=False)  # not a bug: one log line, no traceback
     leaves = sorted(tree.leaves(), key=lambda s: (s.created_at, s.position), reverse=True)
     leaf = next((s for s in leaves if s.id == leaf_id), leaves[0])
     path = tree.path_to(leaf.id)

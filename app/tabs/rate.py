@@ -89,7 +89,11 @@ CSS = """
 #rate-instruction { font-size: 1.25em; }
 #rate-signin-message p { color: var(--error-text-color); font-weight: 600; margin: 0; }
 .rb-progress { display: flex; align-items: center; gap: 12px; }
-.rb-progress progress { flex: 1; height: 12px; }
+.rb-progress progress { flex: 1; height: 12px; appearance: none; border: none; border-radius: 6px;
+                        background: var(--neutral-200); overflow: hidden; }
+.rb-progress progress::-webkit-progress-bar { background: var(--neutral-200); border-radius: 6px; }
+.rb-progress progress::-webkit-progress-value { background: var(--color-accent); border-radius: 6px; }
+.rb-progress progress::-moz-progress-bar { background: var(--color-accent); }
 """
 
 # Keyboard shortcuts: press the tab's own buttons / radio inputs while the Rate panel is visible.
@@ -172,10 +176,16 @@ def signed_in(ctx: RateContext, token: Any, profile: Any = None) -> Annotator | 
 def require(ctx: RateContext, token: Any, profile: Any = None, *, admin: bool = False) -> Annotator:
     who = signed_in(ctx, token, profile)
     if who is None:
-        raise gr.Error(NOT_SIGNED_IN)
+        raise refusal(NOT_SIGNED_IN)
     if admin and not who.admin:
-        raise gr.Error("Results are for admins (they show method names, which would unblind rating).")
+        raise refusal("Results are for admins (they show method names, which would unblind rating).")
     return who
+
+
+def refusal(message: str) -> gr.Error:
+    """The annotator's mistake (or an ended session), not a bug: one log line, no traceback."""
+    logger.info("rate refused: %s", message)
+    return gr.Error(message, print_exception=False)
 
 
 @contextlib.contextmanager
@@ -183,11 +193,11 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except NotFound as err:
-        raise gr.Error(NOT_FOUND) from err
+        raise refusal(NOT_FOUND) from err
     except ValueError as err:
         if isinstance(err, gr.Error):
             raise
-        raise gr.Error(render.esc(str(err))) from err
+        raise refusal(render.esc(str(err))) from err
 
 
 # ------------------------------------------------------------------------------------------------- views
@@ -321,7 +331,7 @@ def submit_absolute(ctx: RateContext, token: Any, item_id: Any, ins: Any, cons: 
     who = require(ctx, token, profile)
     missing = [name for name, v in (("Ins-Align", ins), ("consistency", cons), ("plausibility", plaus)) if v is None]
     if missing:
-        raise gr.Error(f"Score {', '.join(missing)} first (keys 1–5).")
+        raise refusal(f"Score {', '.join(missing)} first (keys 1–5).")
     return _answer(ctx, who, token, mode, lambda: ctx.ratings.rate_absolute(
         who.id, item_id, ins_align=ins, consistency=cons, plausibility=plaus))
 
