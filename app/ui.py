@@ -36,7 +36,8 @@ CSS = """
 /* Presenter: one screen without scrolling. The tab is as tall as the viewport under the page header (KEYS_JS
    measures --rb-presenter-top); the images take what the picker, the instruction and the buttons leave, never
    less than 256 px. Full screen gives the whole screen to the step counter, the instruction and the images. */
-#presenter-root { height: calc(100vh - var(--rb-presenter-top, 180px) - 8px); flex-wrap: nowrap; }
+#presenter-root { height: calc(100vh - var(--rb-presenter-top, 180px) - 8px); min-height: min-content;
+                  flex-wrap: nowrap; }
 #presenter-root > * { flex: none; }
 #presenter-root > #presenter-images { flex: 1 1 0; min-height: 256px; }
 #presenter-before, #presenter-after { height: 100% !important; }
