@@ -6,10 +6,13 @@ nothing is written at run time.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import gradio as gr
 import PIL.Image
+
+logger = logging.getLogger(__name__)
 
 
 class UploadImage(gr.Image):
@@ -22,7 +25,13 @@ class UploadImage(gr.Image):
         try:
             return super().preprocess(payload)
         except PIL.Image.DecompressionBombError as err:
-            raise gr.Error("The image declares too many pixels to decode safely; downscale it (longest side at "
+            raise _refusal("The image declares too many pixels to decode safely; downscale it (longest side at "
                            "most a few thousand pixels) and upload it again.") from err
         except (OSError, SyntaxError, ValueError) as err:  # PIL.UnidentifiedImageError is an OSError
-            raise gr.Error("The upload is not a readable image. Upload a PNG, JPEG or WebP file.") from err
+            raise _refusal("The upload is not a readable image. Upload a PNG, JPEG or WebP file.") from err
+
+
+def _refusal(message: str) -> gr.Error:
+    """The user's mistake: one log line, no traceback."""
+    logger.info("refused upload: %s", message)
+    return gr.Error(message, print_exception=False)

@@ -23,10 +23,10 @@ class UploadImage(gr.Image):
         try:
             return super().preprocess(payload)
         except PIL.Image.DecompressionBombError as err:
-            raise gr.Error("The image declares too many pixels to decode safely; downscale it (longest side at "
+            raise _refusal("The image declares too many pixels to decode safely; downscale it (longest side at "
                            "most a few thousand pixels) and upload it again.") from err
         except (OSError, SyntaxError, ValueError) as err:  # PIL.UnidentifiedImageError is an OSError
-            raise gr.Error("The upload is not a readable image. Upload a PNG, JPEG or WebP file.") from err
+            raise _refusal("The upload is not a readable image. Upload a PNG, JPEG or WebP file.") from err
     from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
     from gradio.blocks import Block
     if TYPE_CHECKING:

@@ -59,6 +59,20 @@ class EditRequest:
     scheduler: str | None = None  # one of Engine.scheduler_names()
 
 
+@dataclass(frozen=True)
+class InstructionLength:
+    """How long an instruction is, as the pipeline counts it, against the model's limits (the prompt counter)."""
+
+    chars: int
+    max_chars: int
+    tokens: int | None  # None: not counted (the model is not loaded yet, or far too many characters)
+    max_tokens: int
+
+    @property
+    def too_long(self) -> bool:
+        return self.chars > self.max_chars or (self.tokens is not None and self.tokens > self.max_tokens)
+
+
 @dataclass
 class EditResult:
     output: ReasonBrainEditOutput  # the pipeline's output (output.images[0] is the edit)
@@ -335,6 +349,19 @@ class Engine:
         return details
 
     # --- what the UI offers -----------------------------------------------------------------------------------
+    def instruction_length(self, text: Any) -> InstructionLength:
+        """``text`` measured as ``check_inputs`` measures it (whitespace collapsed; tokens by the model's own
+        tokenizer once the model is loaded), against the pipeline's character limit and the model's token limit."""
+        from reasonbrain.pipelines.pipeline_reasonbrain import MAX_INSTRUCTION_CHARS
+
+        normalised = "".join(ch for ch in " ".join(text.split()) if ch.isprintable()) if isinstance(text, str) else ""
+        max_tokens = int(self._config().mllm.max_instruction_tokens)
+        tokens = None
+        if self._pipeline is not None and normalised and len(normalised) <= 2 * MAX_INSTRUCTION_CHARS:
+            tokens = len(self._pipeline.model.mllm.tokenizer.encode(normalised, add_special_tokens=False))
+        return InstructionLength(chars=len(normalised), max_chars=MAX_INSTRUCTION_CHARS, tokens=tokens,
+                                 max_tokens=max_tokens)
+
     def example_images(self) -> list[tuple[PIL.Image.Image, str]]:
         """~6 synthetic scenes at the model's resolution, each with an instruction (computed once)."""
         resolution = self._config().resolution  # outside the cache lock (it may load a custom pipeline)
@@ -517,6 +544,6 @@ def _whole(name: str, value: Any) -> Any:
 
 
 __all__ = [
-    "EditRequest", "EditResult", "Engine", "bound_region", "checkpoint_fingerprint", "label_map",
+    "EditRequest", "EditResult", "Engine", "InstructionLength", "bound_region", "checkpoint_fingerprint", "label_map",
     "render_attention_heatmap",
 ]

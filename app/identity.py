@@ -89,7 +89,9 @@ def require_user(user_id: object) -> str:
     """The session's user id, or a gr.Error telling the user to reload (the load event has not run)."""
     if isinstance(user_id, str) and user_id and user_id != DEMO_USER:
         return user_id
-    raise gr.Error("Your session is not ready yet: reload the page and try again.")
+    message = "Your session is not ready yet: reload the page and try again."
+    logger.info("refused: %s", message)
+    raise gr.Error(message, print_exception=False)  # not a bug: one log line, no traceback
 
 
 def describe(user_id: str | None) -> str:

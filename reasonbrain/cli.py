@@ -50,22 +50,39 @@ def load_pipeline(checkpoint: str | None = None, preset: str | None = None, load
 
 
 def run_edit(args: argparse.Namespace) -> int:
+    """Check the image and the arguments first (a mistake is one ``error:`` line, before any model load or
+    progress bar), then edit with a denoising progress bar."""
     from tqdm.auto import tqdm
 
+    from reasonbrain.image_io import load_image
+
+    try:
+        image = load_image(args.image)
+    except FileNotFoundError as err:  # a typo in a path is the user's mistake, not a crash
+        raise ValueError(f"{err}; check --image") from err
     pipe = load_pipeline(args.checkpoint, args.preset, args.load_backbones, args.device)
     if args.scheduler:
         pipe.swap_scheduler(args.scheduler)
-    bar = tqdm(total=args.steps or pipe.config.defaults.num_inference_steps, desc="denoising", unit="step")
+    defaults = pipe.config.defaults
+    steps = defaults.num_inference_steps if args.steps is None else args.steps
+    pipe.check_inputs(
+        args.instruction, steps,
+        defaults.guidance_scale if args.guidance_scale is None else args.guidance_scale,
+        defaults.image_guidance_scale if args.image_guidance_scale is None else args.image_guidance_scale, 1,
+    )
+    bar = tqdm(total=steps, desc="denoising", unit="step")
 
     def progress(done: int, total: int) -> None:
         bar.total = total
         bar.update(done - bar.n)
 
-    out = pipe(
-        args.image, args.instruction, num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
-        image_guidance_scale=args.image_guidance_scale, seed=args.seed, progress_callback=progress,
-    )
-    bar.close()
+    try:
+        out = pipe(
+            image, args.instruction, num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
+            image_guidance_scale=args.image_guidance_scale, seed=args.seed, progress_callback=progress,
+        )
+    finally:
+        bar.close()
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     out.images[0].save(args.out)
     sidecar = os.path.splitext(args.out)[0] + ".json"

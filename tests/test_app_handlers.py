@@ -4,6 +4,7 @@ Engine on the tiny preset (random weights, CPU)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -521,3 +522,73 @@ def test_long_texts_are_cut_at_whole_words_or_not_at_all():
     html = render.chain_cards_html([card], lambda rel: "/x/" + rel)
     assert f"“{last}”" in html.replace("&#x27;", "'")  # whole in the card (CSS wraps it) and in the tooltip
     assert edit.pick_instruction([render.esc("Let's say the <b> & co.")]) == "Let's say the <b> & co."
+
+
+# ------------------------------------------------------------------------------- refusals, uploads, prompt limit
+def test_refusals_are_one_log_line_and_bugs_keep_their_traceback(engine, store, scene, caplog, monkeypatch):
+    caplog.set_level(logging.INFO, logger="app")
+    refused = [
+        lambda: run(engine, store, ALICE, None, scene, ""),
+        lambda: run(engine, store, ALICE, None, scene, "x" * 5000),
+        lambda: run(engine, store, ALICE, None, None, MELT),
+        lambda: run(engine, store, None, None, scene, MELT),
+        lambda: edit.undo(store, ALICE, None),
+        lambda: edit.open_chain(store, ALICE, "no-such-chain"),
+    ]
+    for call in refused:
+        with pytest.raises(gr.Error) as err:
+            call()
+        assert err.value.print_exception is False  # gradio prints no traceback for it
+    lines = [r for r in caplog.records if r.getMessage().startswith("refused")]
+    assert len(lines) == len(refused) and not any(r.exc_info for r in lines)
+    assert "5000 characters" in lines[1].getMessage()
+
+    def broken_edit(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(engine, "edit", broken_edit)
+    with pytest.raises(RuntimeError, match="a bug"):  # not turned into a message: gradio logs its traceback
+        run(engine, store, ALICE, None, scene, MELT)
+
+
+def test_an_unusable_upload_is_refused_at_once(engine, scene, tmp_path):
+    notes = tmp_path / "upload.png"
+    notes.write_text("not an image\n" * 20)
+    view = edit.check_upload(engine, {"path": str(notes), "orig_name": "<b>notes</b>.png"})
+    assert view.input_image is None and not view.has_chain  # the box is cleared
+    assert "Upload refused" in view.status and "not a readable image" in view.status
+    assert "&lt;b&gt;notes&lt;/b&gt;.png" in view.status and "<b>" not in view.status
+    assert "Upload a PNG, JPEG or WebP image" in view.status
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    assert "“empty.png” is empty (0 bytes)" in edit.check_upload(engine, {"path": str(empty)}).status
+    fine = edit.check_upload(engine, {"path": scene, "orig_name": "scene.png"})
+    assert fine.input_image is edit.KEEP and "refused" not in fine.status and not fine.has_chain
+    assert "refused" not in edit.check_upload(engine, None).status  # nothing uploaded: nothing to refuse
+
+
+def test_prompt_counter_shows_the_pipeline_limits(engine):
+    pipe = engine._pipeline
+    limit = pipe.model.mllm.max_instruction_tokens
+
+    def accepted(text: str) -> bool:
+        try:
+            pipe.check_inputs(text, 1, 7.5, 1.5, 1)
+        except ValueError:
+            return False
+        return True
+
+    assert "up to 1,000 characters" in edit.prompt_counter(engine, "") and f"{limit} tokens" in edit.prompt_counter(
+        engine, "")
+    many_tokens = " ".join(["ice"] * (limit + 10))  # under the character limit, over the token limit
+    cases = {MELT: False, "  ice   cube  ": False, "x" * 5000: True, many_tokens: True, "x" * 1000: None}
+    for text, over in cases.items():
+        n = engine.instruction_length(text)
+        counter = edit.prompt_counter(engine, text)
+        assert f"{n.chars:,} / 1,000 characters" in counter
+        assert n.too_long is (not accepted(text))  # the counter and the edit agree
+        if over is not None:
+            assert ('class="over"' in counter) is over
+    assert engine.instruction_length("  ice   cube  ").chars == 8  # whitespace collapsed, as the pipeline does
+    assert "too long by 4,000 characters" in edit.prompt_counter(engine, "x" * 5000)
+    assert f"reads at most {limit} tokens" in edit.prompt_counter(engine, many_tokens)

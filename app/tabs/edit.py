@@ -48,9 +48,18 @@ MAX_DOWNLOAD_FILES = 400
 MAX_SEED = 2**31 - 1
 PROMPT_HINT = "What would happen if the ice cube were left in the sun?"
 NOT_FOUND_MESSAGE = "This chain or step does not exist (any more), or it belongs to someone else."
+# after an exception (a bug, or a request gradio itself refused): its notice says why
+FAILED_MESSAGE = ("<strong>The edit did not run</strong> (the notice at the top right says why). Your image and "
+                  "instruction are still here: try again, or press <strong>New chain</strong>.")
 
 # The Edit tab's style (app/ui.py adds it to the page).
 CSS = """
+/* before/after: both images fill the slider box the same way (gradio's own rule lets them overflow it by
+   different amounts, so the horizon jumps at the handle and the bottom of the scene is cut off) */
+#result-slider .slider-wrap img { position: absolute; inset: 0; width: 100%; height: 100%; max-height: none;
+  object-fit: contain; }
+#prompt-counter { font-size: var(--text-sm); color: var(--body-text-color-subdued); margin-top: -4px; }
+#prompt-counter .over { color: var(--error-text-color); font-weight: 600; }
 /* images a person judges fill their boxes; pixel art (the synth world's 64 px scenes) upscaled crisply */
 #input-image .image-frame img, #attention-heatmap .image-frame img { width: 100%; height: 100%;
   object-fit: contain; }
@@ -59,6 +68,9 @@ CSS = """
   margin-right: 6px; vertical-align: -0.1em; }
 #regions-table .rb-swatch-none { border: 1px dashed var(--border-color-primary); }
 #crisp-images { display: none; }
+#edit-status .refused { display: block; padding: 8px 12px; border-radius: var(--radius-md);
+  border: 1px solid var(--error-border-color); background: var(--error-background-fill);
+  color: var(--error-text-color); }
 """
 
 # Sets data-rb-pixel-art on images no larger than PIXEL_ART_MAX_PX in the input box, the example scenes, the
@@ -167,14 +179,21 @@ def control_states(session: Any, *, busy: bool = False) -> tuple[Any, ...]:
 
 
 # ------------------------------------------------------------------------------------------------- errors
+def refusal(message: str) -> gr.Error:
+    """A request refused for the user's own mistake: one log line on the server, no traceback (gradio prints
+    one for every other exception, which is what a bug should get)."""
+    logger.info("refused: %s", message)
+    return gr.Error(message, print_exception=False)
+
+
 def user_error(err: BaseException) -> gr.Error:
     if isinstance(err, NotFound):
-        return gr.Error(NOT_FOUND_MESSAGE)
+        return refusal(NOT_FOUND_MESSAGE)
     if isinstance(err, OSError):  # a stored image vanished or the disk failed: say so, not a stack trace
         logger.error("storage error: %s", err)
         return gr.Error("A stored image could not be read or written (the server's data folder has a problem; "
-                        "an administrator can check it with `python -m app.consistency`).")
-    return gr.Error(render.esc(str(err) or err.__class__.__name__))  # the modal renders HTML
+                        "an administrator can check it with `python -m app.consistency`).", print_exception=False)
+    return refusal(render.esc(str(err) or err.__class__.__name__))  # the modal renders HTML
 
 
 @contextlib.contextmanager
@@ -260,7 +279,7 @@ def edit_and_save(
     user = identity.require_user(user_id)
     s = _session(session)
     if not isinstance(instruction, str) or not instruction.strip():
-        raise gr.Error(f"Type a hypothetical instruction first, e.g. “{PROMPT_HINT}”")
+        raise refusal(f"Type a hypothetical instruction first, e.g. “{PROMPT_HINT}”")
     continuing = s["chain_id"] is not None
     with user_errors():
         if continuing:
@@ -268,7 +287,7 @@ def edit_and_save(
             source: Any = store.load_image(s["input_rel"])
         else:
             if image is None:
-                raise gr.Error("Upload an image (PNG, JPEG or WebP) or pick an example first.")
+                raise refusal("Upload an image (PNG, JPEG or WebP) or pick an example first.")
             source = image
         request = EditRequest(
             image=source,
@@ -317,7 +336,7 @@ def continue_from_result(store: Store, user_id: Any, session: Any) -> EditView:
     user = identity.require_user(user_id)
     s = _session(session)
     if s["step_id"] is None:
-        raise gr.Error("There is no result to continue from yet: run an edit first.")
+        raise refusal("There is no result to continue from yet: run an edit first.")
     with user_errors():
         tree = store.get_chain(user, s["chain_id"], details=False)
         step = tree.step(s["step_id"])
@@ -337,7 +356,7 @@ def select_step(store: Store, user_id: Any, session: Any, step_id: Any) -> EditV
     user = identity.require_user(user_id)
     s = _session(session)
     if s["chain_id"] is None:
-        raise gr.Error("Open or start a chain first.")
+        raise refusal("Open or start a chain first.")
     with user_errors():
         tree = store.get_chain(user, s["chain_id"], details=False)
         if step_id == render.SOURCE_NODE:
@@ -354,7 +373,7 @@ def open_chain(store: Store, user_id: Any, chain_id: Any, step_id: str | None = 
     """Reopen a saved chain (History): its latest step is shown and the next edit continues from it."""
     user = identity.require_user(user_id)
     if not isinstance(chain_id, str) or not chain_id:
-        raise gr.Error("Pick a chain first.")
+        raise refusal("Pick a chain first.")
     with user_errors():
         tree = store.get_chain(user, chain_id, details=False)
         if not tree.steps:
@@ -375,7 +394,7 @@ def undo(store: Store, user_id: Any, session: Any) -> EditView:
     user = identity.require_user(user_id)
     s = _session(session)
     if s["step_id"] is None:
-        raise gr.Error("Nothing to undo: no step is selected.")
+        raise refusal("Nothing to undo: no step is selected.")
     with user_errors():
         parent = store.undo_step(user, s["step_id"])
         tree = store.get_chain(user, s["chain_id"], details=False)
@@ -394,7 +413,7 @@ def rename_chain(store: Store, user_id: Any, session: Any, title: Any) -> EditVi
     user = identity.require_user(user_id)
     s = _session(session)
     if s["chain_id"] is None:
-        raise gr.Error("There is no chain to rename yet.")
+        raise refusal("There is no chain to rename yet.")
     with user_errors():
         store.rename_chain(user, s["chain_id"], title if isinstance(title, str) else "")
         view = current_view(store, user, s)
@@ -406,7 +425,7 @@ def delete_chain(store: Store, user_id: Any, session: Any) -> EditView:
     user = identity.require_user(user_id)
     s = _session(session)
     if s["chain_id"] is None:
-        raise gr.Error("There is no chain to delete.")
+        raise refusal("There is no chain to delete.")
     with user_errors():
         title = store.get_chain(user, s["chain_id"], details=False).chain.title
         store.delete_chain(user, s["chain_id"])
@@ -441,6 +460,50 @@ def region_info(session: Any, index: Any) -> str:
     except (TypeError, ValueError):
         i = -1
     return render.region_info(regions, i)
+
+
+def refused_status(message: str, headline: str = "Not edited.") -> str:
+    """The status line after a refusal: what was refused and what to change (``message`` is safe HTML)."""
+    return f'<span class="refused">⚠ <strong>{headline}</strong> {message}</span>'
+
+
+def check_upload(engine: Engine, upload: Any) -> EditView:
+    """A new upload starts a new chain; an unusable file (not an image, too large, ...) is refused at once: the
+    box is cleared and the status says what to upload instead. ``upload`` is gradio's raw file payload."""
+    path = upload.get("path") if isinstance(upload, dict) else getattr(upload, "path", upload)
+    name = upload.get("orig_name") if isinstance(upload, dict) else getattr(upload, "orig_name", None)
+    view = new_chain(keep_input=True)
+    if not isinstance(path, str) or not path:
+        return view
+    try:
+        with open(path, "rb") as f:
+            engine.read_image(f.read())  # the same checks as an edit: size, pixel count, decodable
+    except (ValueError, OSError) as err:
+        shown = f"“{name or os.path.basename(path)}”"
+        reason = str(err)
+        reason = reason.replace("the uploaded data", shown, 1) if "the uploaded data" in reason else f"{shown}: {reason}"
+        message = f"{reason[0].upper()}{reason[1:]}. Upload a PNG, JPEG or WebP image, or pick an example scene."
+        logger.info("refused upload: %s", message)
+        view.input_image = None
+        view.status = refused_status(render.esc(message), "Upload refused.")
+    return view
+
+
+def prompt_counter(engine: Engine, text: Any) -> str:
+    """The live count under the prompt: characters and tokens against the model's limits (one source: the
+    pipeline's character limit and the model's token limit), in red with what to do when over."""
+    n = engine.instruction_length(text)
+    tokens = f" · {n.tokens:,} / {n.max_tokens:,} tokens" if n.tokens is not None else ""
+    if n.chars == 0:
+        return f"Press Enter to edit · up to {n.max_chars:,} characters ({n.max_tokens:,} tokens for this model)"
+    count = f"{n.chars:,} / {n.max_chars:,} characters{tokens}"
+    if n.chars > n.max_chars:
+        return (f'<span class="over">{count}: too long by {n.chars - n.max_chars:,} characters. '
+                "Shorten it before editing.</span>")
+    if n.too_long:
+        return (f'<span class="over">{count}: this model reads at most {n.max_tokens:,} tokens. '
+                "Shorten it before editing.</span>")
+    return f"Press Enter to edit · {count}"
 
 
 def pick_instruction(sample: Any) -> str:
@@ -810,6 +873,7 @@ class EditHandles:
     api_trigger: gr.Button  # hidden: the lean programmatic endpoint /edit_image
     api_image: gr.Image
     api_details: gr.JSON
+    prompt_counter: gr.HTML
     examples: gr.Examples | None = None
     domain_warning: gr.HTML | None = None  # shown when the input is outside a synth-only model's world
     engine: Engine | None = None  # for the follow-ups that ask the model (the domain warning)
@@ -863,10 +927,11 @@ def build(engine: Engine, store: Store, user_state: gr.State) -> EditHandles:
             )
             domain_warning = gr.HTML("", visible=False, elem_id="domain-warning", css_template=DOMAIN_CSS,
                                      js_on_load=None)
+            # no max_length: the browser would cut a long paste silently; the counter and the edit say it instead
             prompt = gr.Textbox(
-                label="Hypothetical instruction", placeholder=PROMPT_HINT, lines=1, max_lines=1,
-                max_length=1000, elem_id="prompt", info="Press Enter to edit.",
+                label="Hypothetical instruction", placeholder=PROMPT_HINT, lines=1, max_lines=1, elem_id="prompt",
             )
+            prompt_count = gr.HTML(prompt_counter(engine, ""), elem_id="prompt-counter", padding=False)
             with gr.Row():
                 edit_btn = gr.Button("Edit", variant="primary", elem_id="edit-btn", scale=2)
                 continue_btn = gr.Button("Continue from this result", elem_id="continue-btn", interactive=False,
@@ -963,7 +1028,7 @@ def build(engine: Engine, store: Store, user_state: gr.State) -> EditHandles:
         region_info=region_info_md, timings=timings, download_png=download_png, download_json=download_json,
         timeline=timeline, chain_title=chain_title, steps=steps, guidance=guidance, image_guidance=image_guidance,
         seed=seed, randomize=randomize, scheduler=scheduler, instruction_examples=category_sets,
-        api_trigger=api_trigger, api_image=api_image, api_details=api_details,
+        api_trigger=api_trigger, api_image=api_image, api_details=api_details, prompt_counter=prompt_count,
     )
     h.examples = examples
     h.domain_warning = domain_warning
@@ -1009,14 +1074,35 @@ def _wire(engine: Engine, store: Store, user_state: gr.State, h: EditHandles) ->
         return run_edit(engine, store, user_id, session, image, prompt, steps, guidance, image_guidance, seed,
                         bool(randomize), scheduler, progress=progress).result_updates()
 
+    def _edit_in_browser(user_id: Any, session: Any, image: Any, prompt: Any, steps: Any, guidance: Any,
+                         image_guidance: Any, seed: Any, randomize: Any, scheduler: Any,
+                         progress=gr.Progress()) -> tuple[Any, ...]:  # noqa: B008 (gradio injects the tracker)
+        """``_edit`` for the Edit button and Enter: a refusal is shown in the status line (the result stays) and
+        the follow-up re-enables the controls, as after an edit."""
+        try:
+            return _edit(user_id, session, image, prompt, steps, guidance, image_guidance, seed, randomize,
+                         scheduler, progress=progress)
+        except gr.Error as err:
+            if err.print_exception:  # not a refusal: gradio logs the traceback, .failure restores the controls
+                raise
+            gr.Warning(err.message, title="Not edited", duration=6)
+            return tuple(refused_status(err.message) if o is h.status else gr.skip() for o in h.result_outputs)
+
+    def _after_failure(session: Any) -> tuple[Any, ...]:
+        return (*control_states(session), f'<span class="refused">⚠ {FAILED_MESSAGE}</span>')
+
     edit_inputs = [user_state, h.session, h.input_image, h.prompt, h.steps, h.guidance, h.image_guidance, h.seed,
                    h.randomize, h.scheduler]
-    for i, trigger in enumerate((h.edit_btn.click, h.prompt.submit)):
+    for trigger in (h.edit_btn.click, h.prompt.submit):
         locked = trigger(lambda: control_states(None, busy=True), None, h.controls, queue=False,
                          api_visibility="private")
-        follow_up(store, user_state, h, locked.then(
-            _edit, edit_inputs, h.result_outputs, api_name="edit" if i == 0 else "edit_submit",
-            api_visibility="public" if i == 0 else "private", concurrency_id="edit", show_progress_on=[h.slider]))
+        edited = locked.then(_edit_in_browser, edit_inputs, h.result_outputs, api_visibility="private",
+                             concurrency_id="edit", show_progress_on=[h.slider])
+        follow_up(store, user_state, h, edited)
+        # gradio's frontend runs no .then after an exception: without this the buttons would stay disabled
+        edited.failure(_after_failure, h.session, [*h.controls, h.status], queue=False, api_visibility="private")
+    # the public /edit (gradio_client): the same edit, where a refusal is an error for the caller
+    h.api_trigger.click(_edit, edit_inputs, h.result_outputs, api_name="edit", concurrency_id="edit")
 
     def _api_edit(user_id: Any, session: Any, image: Any, prompt: Any, steps: Any, guidance: Any,
                   image_guidance: Any, seed: Any, randomize: Any, scheduler: Any) -> tuple[Any, ...]:
@@ -1059,9 +1145,12 @@ def _wire(engine: Engine, store: Store, user_state: gr.State, h: EditHandles) ->
         lambda: gr.update(visible=False), None, h.confirm_row, queue=False, api_visibility="private")
 
     on(h.new_btn.click, lambda: new_chain().to_updates(), None, queue=False, api_visibility="private")
-    # a new upload (or clearing the image) starts a new chain; the uploaded image stays in place
-    on(h.input_image.upload, lambda: new_chain(keep_input=True).to_updates(), None, queue=False,
-       api_visibility="private")
+    def _upload(upload: Any) -> tuple[Any, ...]:
+        return check_upload(engine, upload).to_updates()
+
+    # a new upload (or clearing the image) starts a new chain; the upload is checked at once, raw (preprocessing
+    # would fail on a file that is not an image before the check could say so)
+    on(h.input_image.upload, _upload, h.input_image, queue=False, preprocess=False, api_visibility="private")
     on(h.input_image.clear, lambda: new_chain().to_updates(), None, queue=False, api_visibility="private")
     if h.examples is not None:  # picking an example starts a new chain (the example fills image and prompt)
         on(h.examples.dataset.click, lambda: new_chain(keep_input=True).to_updates(), None, queue=False,
@@ -1073,3 +1162,5 @@ def _wire(engine: Engine, store: Store, user_state: gr.State, h: EditHandles) ->
     h.regions_image.select(_region, h.session, h.region_info, queue=False, api_visibility="private")
     for dataset in h.instruction_examples:
         dataset.click(pick_instruction, dataset, h.prompt, queue=False, api_visibility="private")
+    h.prompt.change(lambda text: prompt_counter(engine, text), h.prompt, h.prompt_counter, queue=False,
+                    show_progress="hidden", trigger_mode="always_last", api_visibility="private")

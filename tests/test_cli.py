@@ -1,0 +1,92 @@
+"""``python -m reasonbrain edit``: a mistake in the input is one ``error:`` line, before any model load or
+progress bar; a good edit draws the bar and writes the image and its JSON."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from reasonbrain import cli
+from reasonbrain.__main__ import main
+
+MELT = "What would happen if the ice cube were left in the sun?"
+
+
+@pytest.fixture(autouse=True)
+def root_logging_restored():
+    """``main`` calls ``logging.basicConfig(force=True)`` with this test's captured stderr: put the root logger
+    back, or later tests' log lines go to a closed stream."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    for handler in root.handlers:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> str:
+    from reasonbrain.synthworld import sample_scene
+
+    path = tmp_path_factory.mktemp("cli") / "scene.png"
+    sample_scene(seed=0, resolution=64).src.save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_pipeline():
+    return cli.load_pipeline(preset="tiny", device="cpu")
+
+
+@pytest.fixture
+def loaded_once(tiny_pipeline, monkeypatch):
+    """The tiny model loaded once for the module (loading is not what these tests are about)."""
+    monkeypatch.setattr(cli, "load_pipeline", lambda *args, **kwargs: tiny_pipeline)
+
+
+def edit(*args: str) -> int:
+    return main(["edit", "--preset", "tiny", "--device", "cpu", *args])
+
+
+def test_a_bad_image_is_refused_before_the_model_loads(tmp_path, capsys, monkeypatch):
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model was loaded for an input that was never going to work")
+
+    monkeypatch.setattr(cli, "load_pipeline", no_load)
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    notes = tmp_path / "notes.png"
+    notes.write_text("not an image")
+    for image, message in ((empty, "empty (0 bytes)"), (notes, "not a readable image"),
+                           (tmp_path / "missing.png", "no such image file")):
+        assert edit("--image", str(image), "--instruction", MELT, "--out", str(tmp_path / "o.png")) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and "Traceback" not in err
+        assert "denoising" not in err and err.count("\n") == 1  # one line, no progress bar
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--instruction", "   "], "instruction is empty"),
+    (["--instruction", "x" * 5000], "5000 characters"),
+    (["--instruction", MELT, "--steps", "0"], "num_inference_steps"),
+    (["--instruction", MELT, "--guidance-scale", "-1"], "guidance_scale"),
+])
+def test_bad_arguments_are_refused_before_the_progress_bar(scene, tmp_path, capsys, loaded_once, args, message):
+    assert edit("--image", scene, "--out", str(tmp_path / "o.png"), *args) == 2
+    err = capsys.readouterr().err
+    assert "error: " in err and message in err and "denoising" not in err and "Traceback" not in err
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_a_good_edit_draws_the_bar_and_writes_image_and_json(scene, tmp_path, capsys, loaded_once):
+    out = tmp_path / "out" / "edit.png"
+    assert edit("--image", scene, "--instruction", MELT, "--out", str(out), "--steps", "2", "--seed", "5") == 0
+    captured = capsys.readouterr()
+    assert "denoising" in captured.err and "wrote" in captured.out
+    assert out.is_file() and json.loads(out.with_suffix(".json").read_text())["seed"] == 5
