@@ -40,8 +40,11 @@ class MLLMConfig:
 
 @dataclass
 class TextEncoderConfig:
-    """E_T: the diffusion side's CLIP text encoder (frozen)."""
+    """E_T: the diffusion side's CLIP text encoder (frozen), or, with ``pretrained_table``, an InstructionReader over
+    a frozen pretrained token table that a pinned package ships (``reasonbrain.pretrained_words``); ``config`` then
+    holds the reader's arguments and the table's own tokenizer is used (``tokenizer`` is ignored)."""
 
+    pretrained_table: str | None = None
     pretrained_model_name_or_path: str | None = None
     subfolder: str | None = None
     tokenizer: str = BUNDLED_TOKENIZER
@@ -61,6 +64,8 @@ class FRCEConfig:
     max_regions: int = 16  # SAM regions kept (the background region included)
     ff_mult: int = 4
     max_object_tokens: int = 16  # the object token O is a short token sequence, e.g. "<obj> red apple | left </obj>"
+    # the region recogniser's classes (canonical object names); empty: no recogniser
+    object_names: list[str] = field(default_factory=list)
 
 
 @dataclass

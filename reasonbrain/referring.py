@@ -72,6 +72,18 @@ class Vocabulary:
     kinds: Mapping[str, tuple[str, ...]]
     colours: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_COLOURS))
     positions: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_POSITIONS))
+    # looser descriptions per canonical name ("piece of ice"): never matched word for word, only by similarity
+    descriptions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    scene_level: str | None = None  # the canonical name that stands for the whole scene ("sky"), always present
+
+    def phrases(self, name: str) -> tuple[str, ...]:
+        """Every way of naming ``name`` (canonical first): synonyms, other names mapping to it, descriptions."""
+        same = [p for p, n in self.canonical.items() if n == name and p != name]
+        return (name, *same, *self.descriptions.get(name, ()))
+
+    def mentions(self, low: str) -> list[re.Match]:
+        """Word-for-word mentions of referable names in lower-case ``low``, in order (longest match wins)."""
+        return list(self._noun_re.finditer(low))
 
     @cached_property
     def canonical(self) -> dict[str, str]:
@@ -93,6 +105,16 @@ class Vocabulary:
     @cached_property
     def _position_re(self) -> re.Pattern:
         return re.compile(r"\s+(?:on|in|at|to)\s+the\s+(?P<pos>" + _alternation(self.positions) + r")(?![a-z-])")
+
+
+class ObjectNotInImageError(ValueError):
+    """The instruction names an object the picture does not hold (a user's mistake, said plainly)."""
+
+    def __init__(self, named: str, present: list[str]) -> None:
+        self.named, self.present = named, list(present)
+        here = ", ".join(self.present) if self.present else "none that I recognise"
+        super().__init__(f"There is no {named} in this picture; the objects here are: {here}. "
+                         "Name one of them, or describe a change to the whole scene.")
 
 
 @dataclass
@@ -128,8 +150,8 @@ def extract_referenced_object(instruction: str, vocabulary: Vocabulary | None = 
     return _heuristic(text, low)
 
 
-def _with_vocabulary(text: str, low: str, vocab: Vocabulary) -> ReferencedObject:
-    m = vocab._noun_re.search(low)
+def _with_vocabulary(text: str, low: str, vocab: Vocabulary, m: re.Match | None = None) -> ReferencedObject:
+    m = m or vocab._noun_re.search(low)
     if m is None:
         return _empty()
     start, end = m.span()
@@ -146,6 +168,20 @@ def _with_vocabulary(text: str, low: str, vocab: Vocabulary) -> ReferencedObject
     if d is not None:
         start = d.start()
     return ReferencedObject(name=vocab.canonical[m.group(0)], phrase=text[start:end], attributes=attrs)
+
+
+def reference_at(low: str, vocabulary: Vocabulary, mention: re.Match) -> ReferencedObject:
+    """The reference around one of ``vocabulary.mentions(low)`` (its colour and position words included)."""
+    return _with_vocabulary(low, low, vocabulary, mention)
+
+
+def trigger_noun_phrase(low: str) -> ReferencedObject | None:
+    """The noun phrase right after a hypothetical trigger ("what if the vase ..."), or None (general English)."""
+    for m in _TRIGGER.finditer(low):
+        ref = _noun_phrase(low, low, m)
+        if ref is not None:
+            return ref
+    return None
 
 
 def _heuristic(text: str, low: str) -> ReferencedObject:

@@ -131,10 +131,13 @@ class ReasonBrainMLLM(nn.Module):
         *,
         text_template: str = " Instruction: {}",
         append_img_tokens: bool = True,
+        instruction_embeds: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """[BOS] USER: [IA][R_V][R_T] Instruction: H ASSISTANT: [IMG_1..IMG_r], left-padded to a batch.
 
         With ``append_img_tokens=False`` the sequence ends at "ASSISTANT:" (a prompt for text generation).
+        ``instruction_embeds``: (states (B, L, d_llm), keep (B, L)) that stand for H instead of its tokens (an
+        InstructionReader's output); the template's own words stay tokens.
         """
         tok = self.tokenizer
         b = ia_tokens.shape[0]
@@ -148,33 +151,52 @@ class ReasonBrainMLLM(nn.Module):
             dim=1,
         )  # (B, Nvis)
         n_vis = visual_embeds.shape[1]
+        n_text = 0
+        if instruction_embeds is not None:
+            text_states, text_keep = instruction_embeds  # (B, L, d_llm), (B, L)
+            n_text = text_states.shape[1]
+            text_lead, _, text_tail = text_template.partition("{}")
         prefix = ([tok.bos_token_id] if tok.bos_token_id is not None else []) + tok.encode(
             "USER:", add_special_tokens=False
         )
         suffix = tok.encode(" ASSISTANT:", add_special_tokens=False)
         if append_img_tokens:
             suffix = suffix + self.img_token_ids
-        rows, keeps = [], []
+        rows, keeps, text_starts = [], [], []
         for i, text in enumerate(instructions):
-            body = tok.encode(text_template.format(text), add_special_tokens=False)[: self.max_instruction_tokens]
+            if instruction_embeds is not None:
+                lead = tok.encode(text_lead, add_special_tokens=False)
+                tail = tok.encode(text_tail, add_special_tokens=False) if text_tail else []
+                body = lead + [self.placeholder_id] * n_text + tail
+                body_keep = [True] * len(lead) + text_keep[i].tolist() + [True] * len(tail)
+            else:
+                body = tok.encode(text_template.format(text), add_special_tokens=False)[: self.max_instruction_tokens]
+                body_keep = [True] * len(body)
             ids = prefix + [self.placeholder_id] * n_vis + body + suffix
-            keep = [True] * len(prefix) + visual_keep[i].tolist() + [True] * (len(body) + len(suffix))
+            keep = [True] * len(prefix) + visual_keep[i].tolist() + body_keep + [True] * len(suffix)
             rows.append(ids)
             keeps.append(keep)
+            if instruction_embeds is not None:
+                text_starts.append(len(prefix) + n_vis + len(lead))
         length = max(len(r) for r in rows)
         pad = tok.pad_token_id if tok.pad_token_id is not None else 0
         input_ids = torch.full((b, length), pad, dtype=torch.long)
         attention = torch.zeros((b, length), dtype=torch.long)
         vis_mask = torch.zeros((b, length), dtype=torch.bool)
+        text_mask = torch.zeros((b, length), dtype=torch.bool)
         for i, (ids, keep) in enumerate(zip(rows, keeps)):
             off = length - len(ids)  # left padding
             input_ids[i, off:] = torch.tensor(ids)
             attention[i, off:] = torch.tensor(keep, dtype=torch.long)
             vis_mask[i, off + len(prefix) : off + len(prefix) + n_vis] = True
+            if n_text:
+                text_mask[i, off + text_starts[i] : off + text_starts[i] + n_text] = True
         device = ia_tokens.device
         input_ids, attention, vis_mask = input_ids.to(device), attention.to(device), vis_mask.to(device)
         embeds = self.base.get_input_embeddings()(input_ids)  # (B, L, d_llm)
         embeds = embeds.masked_scatter(vis_mask.unsqueeze(-1), visual_embeds.to(embeds.dtype))
+        if n_text:
+            embeds = embeds.masked_scatter(text_mask.to(device).unsqueeze(-1), text_states.to(embeds.dtype))
         position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
         return {"input_ids": input_ids, "inputs_embeds": embeds, "attention_mask": attention,
                 "position_ids": position_ids}

@@ -29,14 +29,18 @@ from transformers import (
     CLIPTextModel,
     LlavaConfig,
     LlavaForConditionalGeneration,
+    PreTrainedTokenizerFast,
 )
 
 from reasonbrain.configuration import BUNDLED_TOKENIZER, CONFIG_NAME, ReasonBrainConfig
 from reasonbrain.models.cme import CrossModalEnhancer
 from reasonbrain.models.conditioning import UNetConditioning
 from reasonbrain.models.frce import FineGrainedReasoningCues, FRCEOutput
+from reasonbrain.models.instruction_reader import InstructionReader
 from reasonbrain.models.mllm import ReasonBrainMLLM, add_img_tokens
 from reasonbrain.models.qformer import ReasonQFormer
+from reasonbrain.pretrained_words import load_table, tokenizer_file
+from reasonbrain.text import normalize_instruction
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +65,23 @@ def bundled_tokenizer_path() -> str:
 
 def _tokenizer_source(name: str) -> str:
     return bundled_tokenizer_path() if name == BUNDLED_TOKENIZER else name
+
+
+def reader_tokenizer(table: str) -> PreTrainedTokenizerFast:
+    """The tokenizer that comes with a pretrained table (its ids index the table)."""
+    # Llama-2's special tokens; padding reuses <unk> (it is masked out)
+    return PreTrainedTokenizerFast(tokenizer_file=tokenizer_file(table), unk_token="<unk>", bos_token="<s>",
+                                   eos_token="</s>", pad_token="<unk>")
+
+
+def build_reader(config: ReasonBrainConfig) -> InstructionReader:
+    """A new InstructionReader (random trainable weights) with its pretrained table loaded."""
+    tc = config.text_encoder
+    table = load_table(tc.pretrained_table)
+    return InstructionReader(
+        table_name=tc.pretrained_table, vocab_size=table.shape[0], table_dim=table.shape[1],
+        llm_hidden_size=int(config.mllm.config["text_config"]["hidden_size"]), **tc.config,
+    ).load_pretrained_table()
 
 
 def load_strict(cls, path: str, **kwargs):
@@ -135,6 +156,8 @@ class ReasonBrainModel(nn.Module):
     @staticmethod
     def _build_text_encoder(config: ReasonBrainConfig, load_backbones: bool):
         tc = config.text_encoder
+        if tc.pretrained_table:
+            return reader_tokenizer(tc.pretrained_table), build_reader(config)
         kw = {"subfolder": tc.tokenizer_subfolder} if tc.tokenizer_subfolder else {}
         text_tokenizer = AutoTokenizer.from_pretrained(_tokenizer_source(tc.tokenizer), **kw)
         if load_backbones and tc.pretrained_model_name_or_path:
@@ -209,7 +232,7 @@ class ReasonBrainModel(nn.Module):
                 hidden_size=f.hidden_size, num_heads=f.num_heads, patch_size=f.patch_size,
                 patch_layers=f.patch_layers, region_layers=f.region_layers, max_regions=f.max_regions,
                 ff_mult=f.ff_mult, use_patch_branch=comp.patch_branch, use_region_branch=comp.region_branch,
-                use_id_controller=comp.id_controller,
+                use_id_controller=comp.id_controller, object_names=list(f.object_names) or None,
             )
         q = config.qformer
         qformer = make(
@@ -285,7 +308,9 @@ class ReasonBrainModel(nn.Module):
         mllm = cls._wrap_mllm(config, vlm, tokenizer, img_ids, adapter_path=adapter)
         text_tokenizer = AutoTokenizer.from_pretrained(os.path.join(folder, "text_tokenizer"))
         tc = config.text_encoder
-        if tc.pretrained_model_name_or_path:
+        if tc.pretrained_table:
+            text_encoder = load_strict(InstructionReader, os.path.join(folder, "text_encoder")).load_pretrained_table()
+        elif tc.pretrained_model_name_or_path:
             kw = {"subfolder": tc.subfolder} if tc.subfolder else {}
             text_encoder = load_strict(CLIPTextModel, tc.pretrained_model_name_or_path, **kw)
         else:
@@ -356,6 +381,8 @@ class ReasonBrainModel(nn.Module):
     # ------------------------------------------------------------------------------------------------------
     def encode_text(self, texts: list[str], max_length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """E_T: (B, L, D_t) hidden states and (B, L) padding mask (True = padding)."""
+        if self.reads_normalized_text:
+            texts = [normalize_instruction(t) for t in texts]
         tok = self.text_tokenizer(
             texts, padding="max_length", truncation=True,
             max_length=max_length or self.config.text_encoder.max_length, return_tensors="pt",
@@ -364,8 +391,16 @@ class ReasonBrainModel(nn.Module):
         ids = tok.input_ids.to(device)
         mask = tok.attention_mask.to(device)
         mask[:, 0] = 1  # an empty text still gets one (pad) token to attend to
+        if self.reads_normalized_text:
+            return self.text_encoder(input_ids=ids, attention_mask=mask), mask == 0
         hidden = self.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
         return hidden, mask == 0
+
+    @property
+    def reads_normalized_text(self) -> bool:
+        """E_T is an InstructionReader: it reads ``normalize_instruction``'s text, and its states also stand for
+        the instruction in the MLLM sequence."""
+        return isinstance(self.text_encoder, InstructionReader)
 
     def encode_objects(self, object_tokens: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """The object token O = E_T(serialised object): (B, K, D_t) and its (B, K) padding mask."""
@@ -417,8 +452,11 @@ class ReasonBrainModel(nn.Module):
                 frce_out = self.frce(image_features, region_masks, region_valid, object_embeds, object_padding)
         # 3. MLLM over [IA(E_I(I)), R_V, R_T, E_T(H), [IMG]] -> V
         with stage("mllm"):
+            instruction_embeds = None
+            if self.reads_normalized_text:
+                instruction_embeds = (self.text_encoder.to_llm(text_features), ~text_padding)  # (B, L, d_llm)
             sequence = self.mllm.build_sequence(
-                instructions, ia_tokens,
+                instructions, ia_tokens, instruction_embeds=instruction_embeds,
                 r_v=frce_out.r_v_llm if frce_out is not None else None,
                 r_v_padding=frce_out.r_v_padding if frce_out is not None else None,
                 r_t=frce_out.r_t_llm if frce_out is not None else None,

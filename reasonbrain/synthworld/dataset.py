@@ -54,6 +54,7 @@ from reasonbrain.synthworld.world import (
     SLOT_POSITIONS,
     TIMES,
     TRANSFORMATIONS,
+    TRANSFORMATIONS_BY_ID,
     Background,
     Scene,
     SceneObject,
@@ -331,6 +332,41 @@ def generate_chain(seed: int, index: int, *, resolution: int = 64, renderer: Ren
         steps.append(s)
         scene = s.tgt_scene
     return steps
+
+
+def sample_matching(transformation: str, key: str, *, colour: str | None = None, position: str | None = None,
+                    exclude: Iterable[str] = (), renderer: Renderer | None = None,
+                    resolution: int = 64, max_tries: int = 2000) -> SynthSample:
+    """A test-like sample of ``transformation`` whose scene meets the constraints: the target shows ``colour`` and
+    stands at ``position``; no object of the kinds in ``exclude`` is in the scene; when neither colour nor position
+    is given, the target is the only object with its name. The record holds the generator's own instruction
+    (a benchmark may swap in a hand-written one). Deterministic in ``key``."""
+    tr = TRANSFORMATIONS_BY_ID.get(transformation)
+    if tr is None:
+        raise ValueError(f"unknown transformation {transformation!r}")
+    unknown = set(exclude) - set(KINDS)
+    if unknown:
+        raise ValueError(f"unknown kinds in exclude: {sorted(unknown)}; use kind ids such as {object_kinds()[:3]}")
+    renderer = renderer or Renderer(resolution)
+    for attempt in range(max_tries):
+        rng = random.Random(f"{key}:{attempt}")
+        plan = _Plan("test", rng.random() < 0.5, False)
+        scene, ti = _build_scene(rng, tr, plan)
+        objs = scene.objects
+        if any(o.kind in exclude for o in objs):
+            continue
+        if ti >= 0:
+            t = objs[ti]
+            if (colour and t.shown_colour != colour) or (position and t.position != position):
+                continue
+            same = [o for o in objs if o.name == t.name]
+            if colour and sum(o.shown_colour == colour for o in same) > 1:
+                continue
+            if not (colour or position) and len(same) > 1:
+                continue
+        return _make_sample(rng, scene, ti, tr, plan, renderer, sample_id=f"{key}", seed=attempt)
+    raise ValueError(f"no scene for {transformation} meets colour={colour} position={position} exclude={sorted(exclude)}"
+                     f" in {max_tries} tries")
 
 
 def sample_scene(seed: int = 0, category: str | None = None, resolution: int = 64) -> SynthSample:

@@ -264,6 +264,31 @@ def distinct_transitions() -> set[tuple[str, str, str]]:
     return {(t.kind, t.src, t.dst) for t in TRANSFORMATIONS}
 
 
+# How people describe objects besides their names and synonyms: never matched word for word by the parser, only by
+# similarity when binding an instruction to the picture's objects (and used by synthworld.language).
+KIND_DESCRIPTIONS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "ice_cube": ("ice", "piece of ice", "chunk of ice", "cold cube"),
+    "apple": ("round fruit",),
+    "banana": ("yellow fruit",),
+    "candle": ("wax candle", "candlestick"),
+    "glass": ("glass of water", "tumbler of water"),
+    "paper": ("sheet", "note"),
+    "plant": ("pot plant", "flower pot", "green plant"),
+    "balloon": ("helium balloon", "balloon on a string"),
+    "ball": ("toy", "bouncy ball"),
+    "egg": ("hen's egg", "shell"),
+    "snowman": ("snow sculpture", "man made of snow"),
+    "tree": ("little tree", "sapling"),
+    "seesaw": ("see saw", "playground seesaw"),
+    "ice_cream": ("ice-cream", "scoop of ice cream", "dessert"),
+    "bread": ("toast", "loaf slice"),
+    "sandcastle": ("castle of sand", "sand tower"),
+    "bucket": ("tin bucket", "steel bucket"),
+    "log": ("piece of wood", "chunk of wood"),
+})
+SKY_REFERENCES: tuple[str, ...] = ("the sky", "this place", "the view", "here", "the scene", "this picture",
+                                   "the weather", "everything", "the sun", "the daylight", "the time of day")
+
 # ----------------------------------------------------------------------------------------- scenes
 @dataclass
 class SceneObject:
@@ -361,7 +386,9 @@ def build_vocabulary() -> Vocabulary:
     # hyphenated compounds only: "in the centre right off the edge" must not read as a position
     positions = {k: v for k, v in DEFAULT_POSITIONS.items() if k in ("left", "right", "middle") or k.startswith("cent")}
     positions = {k: v for k, v in positions.items() if " " not in k}
-    return Vocabulary(kinds=kinds, colours=colours, positions=positions)
+    descriptions = {KINDS[k].name: v for k, v in KIND_DESCRIPTIONS.items()}
+    descriptions["sky"] = tuple(r.removeprefix("the ") for r in SKY_REFERENCES)
+    return Vocabulary(kinds=kinds, colours=colours, positions=positions, descriptions=descriptions, scene_level="sky")
 
 
 VOCABULARY: Vocabulary = build_vocabulary()
