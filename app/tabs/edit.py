@@ -71,6 +71,8 @@ CSS = """
 #edit-status .refused { display: block; padding: 8px 12px; border-radius: var(--radius-md);
   border: 1px solid var(--error-border-color); background: var(--error-background-fill);
   color: var(--error-text-color); }
+#edit-status .rb-ood { display: inline-block; padding: 0 8px; border-radius: 999px; border: 1px solid #d97706;
+  color: #92400e; background: #fef3c7; }
 """
 
 # Sets data-rb-pixel-art on images no larger than PIXEL_ART_MAX_PX in the input box, the example scenes, the
@@ -319,7 +321,6 @@ def save_result(store: Store, user: str, session: dict[str, Any], result: EditRe
                 domain_note: str | None = None) -> StepInfo:
     """Write the edit: a new chain with its first step (fresh session) or one step; one transaction either way.
     ``domain_note``: why a new chain's source is outside the model's world (see :func:`source_domain_note`)."""
-
     fields = {
         "instruction": result.output.instruction, "output_image": result.image, "seed": int(result.seed),
         "settings": result.settings, "preset": result.preset, "checkpoint_hash": result.checkpoint_hash,
