@@ -35,9 +35,11 @@ def files(app, tmp_path_factory) -> dict[str, str]:
     folder = tmp_path_factory.mktemp("edit-files")
     scene = folder / "scene.png"
     app.engine.example_images()[5][0].resize((256, 256)).save(scene)
+    pixel_art = folder / "pixel-art.png"  # the synth world's own 64 px
+    app.engine.example_images()[5][0].save(pixel_art)
     notes = folder / "notes.png"  # a text file renamed .png
     notes.write_text("Shopping list: milk, eggs, ice cubes.\n" * 20)
-    return {"scene": str(scene), "notes": str(notes)}
+    return {"scene": str(scene), "pixel_art": str(pixel_art), "notes": str(notes)}
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +133,8 @@ def test_before_and_after_are_aligned_and_wholly_visible(browser, app, files):
                 assert drawn["width"] >= 256 and drawn["height"] >= 256, f"{width}x{height}: {drawn}"
             assert inside(frame, page.locator("#result-slider").bounding_box())
             page.screenshot(path=str(SHOTS / f"edit-slider-{width}x{height}.png"))
+        # a 256 px image is not pixel art: both images scaled smoothly
+        assert slider_rendering(page) == [("auto", False)] * 2
 
         # drag the handle to 30% of the picture: the "after" image is cut where the handle is
         page.set_viewport_size({"width": 1280, "height": 720})
@@ -150,6 +154,62 @@ def test_before_and_after_are_aligned_and_wholly_visible(browser, app, files):
             " return m ? b.x + b.width * parseFloat(m[1]) / 100 : null; }")
         assert cut is not None
         assert abs(cut - (handle["x"] + handle["width"] / 2)) <= 3, (cut, handle)
+
+        # the synth world's 64 px pixel art: both images upscaled crisply, still aligned to the pixel
+        page.locator("#new-btn").click()
+        upload(page, files["pixel_art"])
+        wait_status(page, "New image")
+        page.wait_for_function("document.querySelector('#input-image img')?.naturalWidth === 64")
+        edit(page)
+        page.wait_for_function("[...document.querySelectorAll('#result-slider img')].every(i => i.complete && "
+                               "i.naturalWidth === 64 && i.hasAttribute('data-rb-pixel-art'))")
+        assert slider_rendering(page) == [("pixelated", True)] * 2
+        for width, height in VIEWPORTS:
+            page.set_viewport_size({"width": width, "height": height})
+            page.wait_for_timeout(300)
+            before, after = boxes(page, "#result-slider img")
+            assert all(abs(before[k] - after[k]) <= 1 for k in before), (before, after)
+            drawn = page.locator("#result-slider img").first.evaluate(DRAWN_RECT_JS)
+            assert inside(drawn, page.locator("#result-slider .slider-wrap").bounding_box())
+            assert drawn["width"] >= 256, drawn
+            page.screenshot(path=str(SHOTS / f"edit-slider-pixel-art-{width}x{height}.png"))
+    finally:
+        page.close()
+
+
+def slider_rendering(page) -> list[tuple[str, bool]]:
+    """``(image-rendering, marked as pixel art)`` of the slider's two images."""
+    return [tuple(r) for r in page.locator("#result-slider img").evaluate_all(
+        "imgs => imgs.map(i => [getComputedStyle(i).imageRendering, i.hasAttribute('data-rb-pixel-art')])")]
+
+
+@pytest.mark.parametrize("width,height", VIEWPORTS)
+def test_primary_controls_above_the_fold_after_an_edit(browser, app, files, width, height):
+    """After an edit of a 64 px scene: the prompt, Edit, Continue and New chain inside the viewport without
+    scrolling, each button on one line, all enabled; the input and the before/after images at least 256 px."""
+    size = f"{width}x{height}"
+    page = open_page(browser, app, width, height)
+    try:
+        upload(page, files["pixel_art"])
+        page.wait_for_selector("#input-image img")
+        edit(page)
+        sync_api.expect(page.locator("#continue-btn")).to_be_enabled()
+        assert page.evaluate("window.scrollY") == 0
+        viewport = {"x": 0, "y": 0, "width": width, "height": height}
+        for selector in ("#prompt", "#edit-btn", "#continue-btn", "#new-btn"):
+            box = page.locator(selector).bounding_box()
+            assert inside(box, viewport, tol=0) and box["y"] + box["height"] <= height - 16, f"{size}: {selector} {box}"
+        buttons = {b: page.locator(b).bounding_box() for b in ("#edit-btn", "#continue-btn", "#new-btn")}
+        assert len({round(b["y"]) for b in buttons.values()}) == 1, buttons  # one row
+        assert len({round(b["height"]) for b in buttons.values()}) == 1, buttons  # no label wraps
+        for button in buttons:
+            sync_api.expect(page.locator(button)).to_be_enabled()
+        preview = page.locator("#input-image img").evaluate(DRAWN_RECT_JS)
+        assert preview["width"] >= 256 and preview["height"] >= 256, f"{size}: input {preview}"
+        page.wait_for_function("[...document.querySelectorAll('#result-slider img')].every(i => i.complete)")
+        result = page.locator("#result-slider img").first.evaluate(DRAWN_RECT_JS)
+        assert result["width"] >= 256 and result["height"] >= 256, f"{size}: before/after {result}"
+        page.screenshot(path=str(SHOTS / f"edit-fold-{size}.png"))
     finally:
         page.close()
 

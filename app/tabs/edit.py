@@ -59,11 +59,15 @@ CSS = """
 #result-slider .slider-wrap img { position: absolute; inset: 0; width: 100%; height: 100%; max-height: none;
   object-fit: contain; }
 #prompt-counter { font-size: var(--text-sm); color: var(--body-text-color-subdued); margin-top: -4px; }
+#prompt-counter .html-container { padding: 0 12px; }
+/* the primary controls stay on one line, so that they sit above the fold at 1280x720 */
+#edit-buttons button { white-space: nowrap; }
 #prompt-counter .over { color: var(--error-text-color); font-weight: 600; }
 /* images a person judges fill their boxes; pixel art (the synth world's 64 px scenes) upscaled crisply */
 #input-image .image-frame img, #attention-heatmap .image-frame img { width: 100%; height: 100%;
   object-fit: contain; }
-#input-image img[data-rb-pixel-art], #example-scenes img[data-rb-pixel-art] { image-rendering: pixelated; }
+#input-image img[data-rb-pixel-art], #example-scenes img[data-rb-pixel-art],
+#result-slider img[data-rb-pixel-art] { image-rendering: pixelated; }
 #regions-table .rb-swatch { display: inline-block; width: 0.85em; height: 0.85em; border-radius: 3px;
   margin-right: 6px; vertical-align: -0.1em; }
 #regions-table .rb-swatch-none { border: 1px dashed var(--border-color-primary); }
@@ -76,15 +80,23 @@ CSS = """
 """
 
 # Sets data-rb-pixel-art on images no larger than PIXEL_ART_MAX_PX in the input box, the example scenes, the
-# timeline and History (CSS there upscales them crisply; photos keep smooth scaling: nearest neighbour would
-# alias them when shown smaller than they are).
+# timeline, History and the before/after slider (CSS there upscales them crisply; photos keep smooth scaling:
+# nearest neighbour would alias them when shown smaller than they are). The slider's two images are drawn alike:
+# crisp when either is pixel art.
 CRISP_JS = f"""
 if (!window.__rbCrisp) {{
   window.__rbCrisp = true;
+  const small = (img) => Math.max(img.naturalWidth, img.naturalHeight) <= {PIXEL_ART_MAX_PX};
   document.addEventListener('load', (e) => {{
     const img = e.target;
-    if (img instanceof HTMLImageElement && img.closest('#input-image, #example-scenes, #timeline, #history-list')) {{
-      img.toggleAttribute('data-rb-pixel-art', Math.max(img.naturalWidth, img.naturalHeight) <= {PIXEL_ART_MAX_PX});
+    if (!(img instanceof HTMLImageElement)) return;
+    const slider = img.closest('#result-slider');
+    if (slider) {{
+      const loaded = [...slider.querySelectorAll('img')].filter((i) => i.complete && i.naturalWidth);
+      const crisp = loaded.some(small);
+      loaded.forEach((i) => i.toggleAttribute('data-rb-pixel-art', crisp));
+    }} else if (img.closest('#input-image, #example-scenes, #timeline, #history-list')) {{
+      img.toggleAttribute('data-rb-pixel-art', small(img));
     }}
   }}, true);
 }}
@@ -924,7 +936,7 @@ def build(engine: Engine, store: Store, user_state: gr.State) -> EditHandles:
         with gr.Column(scale=5, min_width=320):
             input_image = UploadImage(
                 label="Input image", type="filepath", image_mode=None, sources=["upload", "clipboard"],
-                height=320, elem_id="input-image",
+                height=304, elem_id="input-image",  # the image 264 px, the buttons above the fold at 720 px
             )
             domain_warning = gr.HTML("", visible=False, elem_id="domain-warning", css_template=DOMAIN_CSS,
                                      js_on_load=None)
@@ -933,11 +945,11 @@ def build(engine: Engine, store: Store, user_state: gr.State) -> EditHandles:
                 label="Hypothetical instruction", placeholder=PROMPT_HINT, lines=1, max_lines=1, elem_id="prompt",
             )
             prompt_count = gr.HTML(prompt_counter(engine, ""), elem_id="prompt-counter", padding=False)
-            with gr.Row():
-                edit_btn = gr.Button("Edit", variant="primary", elem_id="edit-btn", scale=2)
+            with gr.Row(elem_id="edit-buttons"):  # one line at 1280 px wide (min widths: the labels' widths)
+                edit_btn = gr.Button("Edit", variant="primary", elem_id="edit-btn", scale=2, min_width=120)
                 continue_btn = gr.Button("Continue from this result", elem_id="continue-btn", interactive=False,
-                                         scale=2)
-                new_btn = gr.Button("New chain", elem_id="new-btn", scale=1)
+                                         scale=2, min_width=230)
+                new_btn = gr.Button("New chain", elem_id="new-btn", scale=1, min_width=120)
             with gr.Accordion("Example instructions by reasoning category", open=True,
                               elem_id="instruction-examples"):
                 with gr.Tabs():
