@@ -210,6 +210,9 @@ def test_primary_controls_above_the_fold_after_an_edit(browser, app, files, widt
         result = page.locator("#result-slider img").first.evaluate(DRAWN_RECT_JS)
         assert result["width"] >= 256 and result["height"] >= 256, f"{size}: before/after {result}"
         page.screenshot(path=str(SHOTS / f"edit-fold-{size}.png"))
+        # the chain panel's title row: Rename spans the title's box (no hole under the button)
+        title, rename = page.locator("#chain-title").bounding_box(), page.locator("#rename-btn").bounding_box()
+        assert abs(title["y"] - rename["y"]) <= 1 and abs(title["height"] - rename["height"]) <= 1, (title, rename)
     finally:
         page.close()
 

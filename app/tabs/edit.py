@@ -996,7 +996,7 @@ def build(engine: Engine, store: Store, user_state: gr.State) -> EditHandles:
                 timeline = gr.HTML(render.timeline_html(None, None, render.file_url),
                                    css_template=render.TIMELINE_CSS, js_on_load=render.SELECT_JS,
                                    elem_id="timeline", padding=True)
-                with gr.Row():
+                with gr.Row(equal_height=True):  # Rename as tall as the title's box (no gap under it)
                     chain_title = gr.Textbox(label="Chain title", max_length=200, scale=3, elem_id="chain-title")
                     rename_btn = gr.Button("Rename", interactive=False, scale=1, elem_id="rename-btn")
                 with gr.Row():
