@@ -47,6 +47,16 @@ def show_lazy_images(page, *selectors: str) -> None:
         ".every(i => i.complete)", timeout=TIMEOUT)
 
 
+def wait_settled(page) -> None:
+    """Until no event is pending (gradio fades the outputs of a running event) and the fade back has ended (a
+    0.15 s CSS transition): screenshots show the result."""
+    page.wait_for_function(
+        "() => document.querySelectorAll('.pending').length === 0 && [...document.querySelectorAll("
+        "'[data-testid=status-tracker]')].every(t => t.classList.contains('hide') || t.offsetParent === null)"
+        " && document.getAnimations().every(a => !(a instanceof CSSTransition) || a.playState !== 'running')",
+        timeout=TIMEOUT)
+
+
 def badge_id(page) -> str:
     page.wait_for_selector("#user-badge code", timeout=TIMEOUT)
     return page.locator("#user-badge code").inner_text()

@@ -11,7 +11,7 @@ import os
 import pytest
 
 from app.identity import DEMO_USER
-from tests.test_app_browser import CHROMIUM, CHROMIUM_ARGS, SHOTS, TIMEOUT
+from tests.test_app_browser import CHROMIUM, CHROMIUM_ARGS, SHOTS, TIMEOUT, wait_settled
 from tests.test_app_client import launch_app
 
 pytestmark = [
@@ -69,13 +69,6 @@ def wait_step(page, text: str, old_src: str | None = None) -> None:
     wait_settled(page)
     page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
 
-
-def wait_settled(page) -> None:
-    """Until no event is pending (gradio fades the outputs of a running event): screenshots show the result."""
-    page.wait_for_function(
-        "() => document.querySelectorAll('.pending').length === 0 && [...document.querySelectorAll("
-        "'[data-testid=status-tracker]')].every(t => t.classList.contains('hide') || t.offsetParent === null)",
-        timeout=TIMEOUT)
 
 
 def before_src(page) -> str:

@@ -14,7 +14,7 @@ import pytest
 
 from app.annotators import AnnotatorDirectory
 from app.ratings_store import RatingStore
-from tests.test_app_browser import CHROMIUM, CHROMIUM_ARGS, SHOTS, TIMEOUT, show_lazy_images
+from tests.test_app_browser import CHROMIUM, CHROMIUM_ARGS, SHOTS, TIMEOUT, show_lazy_images, wait_settled
 from tests.test_app_client import launch_app
 from tests.test_rate_handlers import PASSWORD, seed_study, task_of
 
@@ -124,13 +124,6 @@ IMAGES_JS = """(ids) => ids.map((id) => {
           box: [frame.x, frame.y, frame.width, frame.height], rendering: getComputedStyle(img).imageRendering};
 })"""
 
-
-def wait_settled(page) -> None:
-    """Until no event is pending (gradio fades the outputs of a running event): screenshots show the result."""
-    page.wait_for_function(
-        "() => document.querySelectorAll('.pending').length === 0 && [...document.querySelectorAll("
-        "'[data-testid=status-tracker]')].every(t => t.classList.contains('hide') || t.offsetParent === null)",
-        timeout=TIMEOUT)
 
 
 def judged_images(page, ids: list[str]) -> list[dict]:
