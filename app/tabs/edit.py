@@ -81,22 +81,16 @@ CSS = """
 
 # Sets data-rb-pixel-art on images no larger than PIXEL_ART_MAX_PX in the input box, the example scenes, the
 # timeline, History and the before/after slider (CSS there upscales them crisply; photos keep smooth scaling:
-# nearest neighbour would alias them when shown smaller than they are). The slider's two images are drawn alike:
-# crisp when either is pixel art.
+# nearest neighbour would alias them when shown smaller than they are). Each image by its own size: an edit's
+# result has its input's size, so the slider's two images are drawn alike.
 CRISP_JS = f"""
 if (!window.__rbCrisp) {{
   window.__rbCrisp = true;
-  const small = (img) => Math.max(img.naturalWidth, img.naturalHeight) <= {PIXEL_ART_MAX_PX};
   document.addEventListener('load', (e) => {{
     const img = e.target;
-    if (!(img instanceof HTMLImageElement)) return;
-    const slider = img.closest('#result-slider');
-    if (slider) {{
-      const loaded = [...slider.querySelectorAll('img')].filter((i) => i.complete && i.naturalWidth);
-      const crisp = loaded.some(small);
-      loaded.forEach((i) => i.toggleAttribute('data-rb-pixel-art', crisp));
-    }} else if (img.closest('#input-image, #example-scenes, #timeline, #history-list')) {{
-      img.toggleAttribute('data-rb-pixel-art', small(img));
+    if (img instanceof HTMLImageElement
+        && img.closest('#input-image, #example-scenes, #timeline, #history-list, #result-slider')) {{
+      img.toggleAttribute('data-rb-pixel-art', Math.max(img.naturalWidth, img.naturalHeight) <= {PIXEL_ART_MAX_PX});
     }}
   }}, true);
 }}
