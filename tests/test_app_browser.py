@@ -95,8 +95,11 @@ def test_edit_chain_history_presenter_and_isolation(tmp_path):
             page.screenshot(path=str(SHOTS / "edit.png"), full_page=True)
 
             # --- regions: pick one in the annotated image ------------------------------------------------
-            page.locator("#regions-image").get_by_text(re.compile(r"^1 · ")).first.click()
-            page.wait_for_function("document.querySelector('#region-info').innerText.includes('Region 1')")
+            label = page.locator("#regions-image").get_by_text(re.compile(r"^1 · ")).first
+            name = " ".join(label.inner_text().split())  # "1 · light blue, centre": number and name as in the table
+            label.click()
+            page.wait_for_function("t => document.querySelector('#region-info').innerText.includes(t)",
+                                   arg=f"Region {name}")
             assert "attention" in page.locator("#region-info").inner_text()
             page.locator("#reasoning-panel").first.screenshot(path=str(SHOTS / "regions.png"))
 
