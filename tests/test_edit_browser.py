@@ -209,6 +209,9 @@ def test_primary_controls_above_the_fold_after_an_edit(browser, app, files, widt
         page.wait_for_function("[...document.querySelectorAll('#result-slider img')].every(i => i.complete)")
         result = page.locator("#result-slider img").first.evaluate(DRAWN_RECT_JS)
         assert result["width"] >= 256 and result["height"] >= 256, f"{size}: before/after {result}"
+        assert result["height"] >= 0.45 * height, f"{size}: the result is small for the screen: {result}"
+        status = page.locator("#edit-status").bounding_box()
+        assert status["y"] + 24 <= height, f"{size}: the status line under the result is below the fold {status}"
         page.screenshot(path=str(SHOTS / f"edit-fold-{size}.png"))
         # the chain panel's title row: Rename spans the title's box (no hole under the button)
         title, rename = page.locator("#chain-title").bounding_box(), page.locator("#rename-btn").bounding_box()

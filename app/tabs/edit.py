@@ -56,8 +56,10 @@ FAILED_MESSAGE = ("<strong>The edit did not run</strong> (the notice at the top 
 CSS = """
 /* before/after: both images fill the slider box the same way (gradio's own rule lets them overflow it by
    different amounts, so the horizon jumps at the handle and the bottom of the scene is cut off) */
-#result-slider .slider-wrap img { position: absolute; inset: 0; width: 100%; height: 100%; max-height: none;
-  object-fit: contain; }
+#result-slider .slider-wrap img { position: absolute; inset: 0; width: 100%; height: 100%;
+  max-height: none !important; object-fit: contain; }
+/* the result is what a person judges: taller on a tall screen (380 px at 720 px high, 540 px at 1080) */
+#result-slider { height: clamp(380px, 100vh - 540px, 560px) !important; }
 #prompt-counter { font-size: var(--text-sm); color: var(--body-text-color-subdued); margin-top: -4px; }
 #prompt-counter .html-container { padding: 0 12px; }
 /* the primary controls stay on one line, so that they sit above the fold at 1280x720 */
