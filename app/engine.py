@@ -352,13 +352,13 @@ class Engine:
     def instruction_length(self, text: Any) -> InstructionLength:
         """``text`` measured as ``check_inputs`` measures it (whitespace collapsed; tokens by the model's own
         tokenizer once the model is loaded), against the pipeline's character limit and the model's token limit."""
-        from reasonbrain.pipelines.pipeline_reasonbrain import MAX_INSTRUCTION_CHARS
+        from reasonbrain.pipelines.pipeline_reasonbrain import MAX_INSTRUCTION_CHARS, instruction_token_limit
 
         normalised = "".join(ch for ch in " ".join(text.split()) if ch.isprintable()) if isinstance(text, str) else ""
-        max_tokens = int(self._config().mllm.max_instruction_tokens)
+        max_tokens = instruction_token_limit(self._config())
         tokens = None
         if self._pipeline is not None and normalised and len(normalised) <= 2 * MAX_INSTRUCTION_CHARS:
-            tokens = len(self._pipeline.model.mllm.tokenizer.encode(normalised, add_special_tokens=False))
+            tokens = self._pipeline.instruction_tokens(normalised)[0]
         return InstructionLength(chars=len(normalised), max_chars=MAX_INSTRUCTION_CHARS, tokens=tokens,
                                  max_tokens=max_tokens)
 

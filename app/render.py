@@ -330,6 +330,16 @@ def region_info(details: Mapping[str, Any], index: int) -> str:
             f"mask score {_num(score, 3)} · ID-Controller attention {_pct(att)}{rank}{source}")
 
 
+def _scene_line(details: Mapping[str, Any]) -> list[str]:
+    """What the model's region recogniser saw (the objects an instruction can be bound to), where it has one."""
+    scene = details.get("scene_objects")
+    if scene is None:
+        return []
+    seen = ", ".join(" ".join(x for x in (o.get("colour"), o.get("name")) if x)
+                     + (f" ({o['position']})" if o.get("position") else "") for o in scene)
+    return [f"**Objects the model sees:** {esc(seen) if seen else 'none it recognises'}"]
+
+
 def object_markdown(details: Mapping[str, Any], *, step: StepInfo | None = None) -> str:
     """Referenced object, object token (+ ids), reasoning text and seed, as Markdown."""
     obj = details.get("referenced_object") or {}
@@ -348,6 +358,7 @@ def object_markdown(details: Mapping[str, Any], *, step: StepInfo | None = None)
         f"**Object token O:** `{_code(details.get('object_token') or EMPTY)}`",
         f"**Token ids:** `[{_code(ids_text)}]`",
         f"**Bound region (most attended):** {esc(bound)}" if bound else "**Bound region (most attended):** —",
+        *_scene_line(details),
         f"**Reasoning:** {esc(reasoning)}",
         f"**Seed:** `{details.get('seed', step.seed if step else EMPTY)}`",
     ]

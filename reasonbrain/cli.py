@@ -88,7 +88,13 @@ def run_edit(args: argparse.Namespace) -> int:
     sidecar = os.path.splitext(args.out)[0] + ".json"
     with open(sidecar, "w", encoding="utf-8") as f:
         f.write(out.to_json())
-    print(f"wrote {args.out} and {sidecar} (seed {out.seed}, bound to {out.referenced_object.name!r})")
+    ref = out.referenced_object
+    understood = f"bound to {ref.name!r}" + (f" (from {ref.phrase!r}, by {ref.source})" if ref.phrase else "")
+    if out.scene_objects is not None:
+        understood += "; objects seen: " + (", ".join(
+            " ".join(x for x in (o["colour"], o["name"]) if x) + f" ({o['position']})" for o in out.scene_objects)
+            or "none recognised")
+    print(f"wrote {args.out} and {sidecar} (seed {out.seed}, {understood})")
     return 0
 
 

@@ -41,9 +41,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="a run this one continued from (init_checkpoint); repeat for each, earliest first")
     ap.add_argument("--ablation", default=None,
                     help="a tools/synth_ablation.py output folder: its table goes into the card (miniature table 4)")
+    ap.add_argument("--reader-run", default=None,
+                    help="a reasonbrain.training.distill_reader run that taught --run's checkpoint to read people's "
+                         "wording: its checkpoint is the one exported")
+    ap.add_argument("--reader-checkpoint", default=None,
+                    help="which of the reader run's checkpoints (chosen on the validation split; default: its last)")
+    ap.add_argument("--freeform", default=None, help="benchmarks/freeform_eval.py --json-out file for the card")
     args = ap.parse_args(argv)
 
     src = os.path.join(args.run, "checkpoint")
+    if args.reader_run:
+        src = args.reader_checkpoint or os.path.join(args.reader_run, "checkpoint")
     if not os.path.isdir(src):
         raise SystemExit(f"{src} does not exist: train first (make synth-checkpoint)")
     tmp = args.out + ".tmp"
@@ -59,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     summary, train_cfg, last = phases[-1]["summary"], phases[-1]["config"], phases[-1]["last"]
     vae_path = os.path.join(runs[0], "vae_report.json")
     vae = json.load(open(vae_path, encoding="utf-8")) if os.path.exists(vae_path) else {}
+    reader = _read_reader_run(args.reader_run, src) if args.reader_run else None
+    freeform = json.load(open(args.freeform, encoding="utf-8"))["summary"] if args.freeform else None
     metrics = {"vae": vae, "test": test, "ci_subset": ci_subset, "chains": chains, "training": summary,
+               **({"reader": reader} if reader else {}), **({"freeform": freeform} if freeform else {}),
                "phases": [{"run": r, "summary": p["summary"], "validation": p["validation"]} for r, p in zip(runs, phases)],
                "final_losses": last}
     with open(os.path.join(tmp, "metrics.json"), "w", encoding="utf-8") as f:
@@ -83,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         ours=(" Beyond the paper, its UNet input also gets the *grounding map*: the ID Controller's attention over "
               "patches and regions, spread back onto the image, times a learned vector (`components.grounding_map`)."
               if pipe.model.config.components.grounding_map else ""),
+        reading=_reading_text(reader, freeform, len(phases) + 2),
         loss=last["loss"], dm=last["dm_loss"], mllm=last["mllm_loss"],
         params=sum(p.numel() for p in pipe.model.parameters()) / 1e6,
         vae_steps=vae.get("steps", "?"), vae_batch=train_cfg.get("vae_batch_size", "?"),
@@ -138,6 +150,42 @@ def _read_run(run: str) -> dict:
     return {"summary": summary, "config": config, "last": last, "validation": validation,
             "hardware": summary.get("hardware"),
             "config_file": f"configs/train_{os.path.basename(os.path.normpath(config['output_dir']))}.json"}
+
+
+def _read_reader_run(run: str, checkpoint: str) -> dict:
+    with open(os.path.join(run, "summary.json"), encoding="utf-8") as f:
+        summary = json.load(f)
+    return {"run": run, "checkpoint": checkpoint, "summary": summary}
+
+
+def _reading_text(reader: dict | None, freeform: dict | None, number: int) -> str:
+    """The reading phase (distillation into the InstructionReader) and the free-form benchmark, for the card."""
+    if reader is None:
+        return ""
+    cfg = reader["summary"]["config"]
+    text = (f"{number}. Reading people's wording (`python -m reasonbrain.training.distill_reader`, "
+            f"`configs/distill_synth_reader.json`): E_T is replaced by an InstructionReader over the frozen "
+            f"`{cfg['table']}` token table that the pinned `wordllama` wheel ships (referenced by package, version and "
+            f"sha256, not copied), whose states also stand for the instruction in the MLLM sequence. Every other "
+            f"module is frozen; the reader learns to give the UNet the conditioning the phase-{number - 1} model gives "
+            f"for the record's own instruction while it reads a rephrasing (`reasonbrain.synthworld.language`: "
+            f"questions, commands, bare outcomes, synonyms and descriptions, politeness, case and typo noise; train "
+            f"families only) {cfg['rephrase_probability']:.0%} of the time; its object token comes from binding its "
+            f"own wording, as at inference. {reader['summary']['steps']} steps, batch {cfg['batch_size']}, AdamW lr "
+            f"{cfg['learning_rate']} (cosine), {cfg['train_images']} training images, "
+            f"{reader['summary']['seconds'] / 60:.0f} min on CPU. The FRCE's region recogniser (which objects the "
+            f"picture holds, for binding and for \"not in this picture\") is a linear head fitted on the same images. "
+            f"Exported: `{reader['checkpoint']}` (chosen on the validation split).")
+    if freeform:
+        rows = "\n".join(f"| {k} | {v['n']} | {v['freeform']:.1f} % | {v['generator']:.1f} % |"
+                         for k, v in freeform["by_category"].items())
+        text += (f"\n\n### Hand-written instructions (`benchmarks/freeform`, never trained on or used to choose)\n\n"
+                 f"| category | n | hand-written | generator's phrasing, same scenes |\n|---|---:|---:|---:|\n{rows}\n"
+                 f"| **overall** | {freeform['n_edits']} | **{freeform['overall']:.1f} %** | "
+                 f"{freeform['generator_overall']:.1f} % |\n\nInstructions naming an object the picture lacks: "
+                 f"{freeform['absent_refused']:.1f} % answered \"There is no ... in this picture\" "
+                 f"({freeform['n_absent']}); false refusals on the rest: {freeform['false_refusals']:.1f} %.")
+    return text
 
 
 def _minutes_text(seconds: float) -> str:
@@ -206,6 +254,7 @@ causal 25 %, story 15 %. The test split holds out 4 instruction templates and 12
    on validation targets; *oracle* reasoning accuracy {oracle} (true targets through the VAE: the ceiling it puts
    on any denoiser).
 {phases}
+{reading}
 
 Export and evaluation: {hardware}. Final losses: total {loss}, diffusion {dm}, MLLM {mllm}.
 Rebuild: `make synth-checkpoint` (recipes {recipes}; training took {train_time}).

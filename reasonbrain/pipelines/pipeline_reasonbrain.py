@@ -21,23 +21,36 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import PIL.Image
 import torch
 from tqdm.auto import tqdm
 
+from reasonbrain.binding import PhraseSimilarity, SceneEntry, bind_instruction
 from reasonbrain.configuration import ReasonBrainConfig
 from reasonbrain.image_io import load_image, prepare_image, restore_size, tensor_to_pil
 from reasonbrain.models.reasonbrain import ReasonBrainModel
 from reasonbrain.referring import ReferencedObject, extract_referenced_object, serialize_object_token
+from reasonbrain.region_names import colour_name, horizontal_position
 from reasonbrain.regions import Regions, build_region_proposer, masks_to_feature_grid, pad_regions
 from reasonbrain.schedulers import make_scheduler, swap_scheduler
+from reasonbrain.text import normalize_instruction
 
 logger = logging.getLogger(__name__)
 
 MAX_INSTRUCTION_CHARS = 1000
+RECOGNISED = 0.25  # a region shows an object class at this probability or more (recognise_objects)
 MAX_STEPS = 1000
 MAX_GUIDANCE = 50.0
 ProgressCallback = Callable[[int, int], None]  # (steps done, total steps)
+
+
+def instruction_token_limit(config: ReasonBrainConfig) -> int:
+    """The most instruction tokens a model built from ``config`` reads (its E_T's length when an InstructionReader
+    reads the instruction, else the MLLM's)."""
+    if config.text_encoder.pretrained_table:
+        return int(config.text_encoder.max_length)
+    return int(config.mllm.max_instruction_tokens)
 
 REFERRING_PROMPT = (
     " Which single object in the image does this instruction refer to? Instruction: {} "
@@ -61,6 +74,9 @@ class ReasonBrainEditOutput:
     region_attention: list[float] | None
     patch_attention: list[list[float]] | None
     reasoning: str | None  # the MLLM's reasoning text, on presets that generate one
+    # the objects the model's region recogniser found in the picture (name, colour, position), where it has one;
+    # the instruction is bound among these (and the scene itself)
+    scene_objects: list[dict[str, Any]] | None
     timings: dict[str, float]  # seconds per stage
     settings: dict[str, Any] = field(default_factory=dict)
     # with ``detailed_timings=True``: {"conditioning": {sub-stage: s}, "denoise_steps": [s per step]}
@@ -78,6 +94,7 @@ class ReasonBrainEditOutput:
             "region_attention": self.region_attention,
             "patch_attention": self.patch_attention,
             "reasoning": self.reasoning,
+            "scene_objects": self.scene_objects,
             "timings": self.timings,
             "settings": self.settings,
             "image_size": list(self.images[0].size) if self.images else None,
@@ -150,6 +167,7 @@ class ReasonBrainEditPipeline:
         self._offload_device: torch.device | None = None  # set by enable_model_cpu_offload()
         self._lora_fused = False
         self.generation_cache: str | None = None  # "static": see enable_static_generation_cache()
+        self._similarity: PhraseSimilarity | None = None
 
     # --- construction -------------------------------------------------------------------------------------
     @classmethod
@@ -283,10 +301,9 @@ class ReasonBrainEditPipeline:
                              "'What would happen if the ice cube were left in the sun?'")
         if len(text) > MAX_INSTRUCTION_CHARS:
             raise ValueError(f"The instruction has {len(text)} characters; keep it under {MAX_INSTRUCTION_CHARS}.")
-        n_tokens = len(self.model.mllm.tokenizer.encode(text, add_special_tokens=False))
-        if n_tokens > self.model.mllm.max_instruction_tokens:
-            raise ValueError(f"The instruction is {n_tokens} tokens long; this model reads at most "
-                             f"{self.model.mllm.max_instruction_tokens}. Shorten it.")
+        n_tokens, limit = self.instruction_tokens(text)
+        if n_tokens > limit:
+            raise ValueError(f"The instruction is {n_tokens} tokens long; this model reads at most {limit}. Shorten it.")
         if any(tok in text for tok in self.model.mllm.tokenizer.convert_ids_to_tokens(self.model.mllm.img_token_ids)):
             raise ValueError("The instruction contains reserved [IMG] tokens; remove them.")
         if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int):
@@ -301,6 +318,13 @@ class ReasonBrainEditPipeline:
         if not isinstance(num_images_per_prompt, int) or not 1 <= num_images_per_prompt <= 8:
             raise ValueError(f"num_images_per_prompt must be between 1 and 8, got {num_images_per_prompt!r}")
         return text
+
+    def instruction_tokens(self, text: str) -> tuple[int, int]:
+        """(tokens ``text`` takes, the most this model reads), counted by whichever side reads the instruction."""
+        model = self.model
+        if model.reads_normalized_text:
+            return len(model.text_tokenizer(normalize_instruction(text)).input_ids), instruction_token_limit(model.config)
+        return len(model.mllm.tokenizer.encode(text, add_special_tokens=False)), instruction_token_limit(model.config)
 
     # --- the edit -----------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -379,9 +403,11 @@ class ReasonBrainEditPipeline:
                     answers = self._generate(ia_tokens, prompts)
             reasoning = answers.get("reasoning")
 
-            # 6. The referenced object -> object token O
+            # 6. The referenced object -> object token O: bound among the objects the region recogniser finds
+            #    (an object the picture lacks raises ObjectNotInImageError, a user's mistake)
             with timer.stage("referring"):
-                obj = self._refer(text, answers.get("referring"))
+                scene = self.recognise_objects(model_image, regions, image_features, grid_masks, valid)
+                obj = self._refer(text, answers.get("referring"), scene)
                 object_token = serialize_object_token(obj)
                 object_token_ids = model.text_tokenizer(object_token, add_special_tokens=False).input_ids
 
@@ -466,6 +492,7 @@ class ReasonBrainEditPipeline:
             region_attention=region_attention,
             patch_attention=patch_attention,
             reasoning=reasoning,
+            scene_objects=[dataclasses.asdict(e) for e in scene] if scene is not None else None,
             timings={k_: round(v, 4) for k_, v in timer.timings.items()},
             detailed_timings={"conditioning": dict(timer.substages), "denoise_steps": list(timer.steps)}
             if detailed_timings else None,
@@ -499,9 +526,45 @@ class ReasonBrainEditPipeline:
         self.scheduler = swap_scheduler(self.scheduler, name)
 
     # --- referring and text generation ----------------------------------------------------------------------
-    def _refer(self, text: str, mllm_answer: str | None) -> ReferencedObject:
-        """The parser's object, or (referring="mllm") the object the MLLM named."""
-        parsed = extract_referenced_object(text, self.vocabulary)
+    def recognise_objects(self, image: PIL.Image.Image, regions: Regions | None, image_features: torch.Tensor,
+                          grid_masks: torch.Tensor | None, valid: torch.Tensor | None) -> list[SceneEntry] | None:
+        """The objects the FRCE's region recogniser sees (name, colour word, left/centre/right), or None when the
+        model has no recogniser. A region counts as every object class it gives probability >= ``RECOGNISED`` (a
+        loose bar: a missed object would turn into a wrong "not in this picture")."""
+        frce = self.model.frce
+        if frce is None or frce.object_head is None or regions is None:
+            return None
+        probs = frce.recognise(image_features, grid_masks.to(image_features.device, image_features.dtype),
+                               valid.to(image_features.device))[0].float().cpu()  # (R, n + 1)
+        names = frce.config.object_names
+        pixels = np.asarray(image.convert("RGB"))
+        found: dict[tuple[str, str], SceneEntry] = {}
+        for i in range(regions.num_objects):  # the background region (last) is never an object
+            classes = [c for c in range(len(names)) if float(probs[i, c]) >= RECOGNISED]
+            if not classes:
+                continue
+            mask = regions.masks[i].cpu().numpy()
+            colour = colour_name(np.median(pixels[mask], axis=0)) if mask.any() else None
+            position = horizontal_position(regions.boxes[i].tolist(), image.width)
+            for c in sorted(classes, key=lambda c: -float(probs[i, c])):
+                found.setdefault((names[c], position), SceneEntry(names[c], colour, position))
+        return sorted(found.values(), key=lambda e: ("left", "centre", "right").index(e.position))
+
+    @property
+    def similarity(self) -> PhraseSimilarity | None:
+        """Phrase similarity over the text encoder's pretrained table (binding unseen wording), when it has one."""
+        table = self.model.config.text_encoder.pretrained_table
+        if table and self._similarity is None:
+            self._similarity = PhraseSimilarity(table)
+        return self._similarity
+
+    def _refer(self, text: str, mllm_answer: str | None, scene: list[SceneEntry] | None = None) -> ReferencedObject:
+        """The object the instruction is bound to among ``scene`` (``reasonbrain.binding``), or (referring="mllm")
+        the object the MLLM named."""
+        if self.vocabulary is not None and scene is not None:
+            parsed = bind_instruction(text, self.vocabulary, scene, self.similarity)
+        else:
+            parsed = extract_referenced_object(normalize_instruction(text), self.vocabulary)
         if mllm_answer is None:
             return parsed
         name = " ".join(mllm_answer.replace(".", " ").split()[:4]).strip().lower()

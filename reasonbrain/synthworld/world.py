@@ -287,7 +287,7 @@ KIND_DESCRIPTIONS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "log": ("piece of wood", "chunk of wood"),
 })
 SKY_REFERENCES: tuple[str, ...] = ("the sky", "this place", "the view", "here", "the scene", "this picture",
-                                   "the weather", "everything", "the sun", "the daylight", "the time of day")
+                                   "the weather", "everything", "the sun", "the daylight")
 
 # ----------------------------------------------------------------------------------------- scenes
 @dataclass

@@ -339,6 +339,7 @@ def distill(cfg: DistillConfig, resume: bool = False) -> dict[str, Any]:
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     step = 0
+    seconds_before = 0.0  # training time of the runs this one resumed
     state_path = os.path.join(cfg.output_dir, "state.pt")
     if resume and os.path.exists(state_path):
         state = torch.load(state_path, weights_only=False)
@@ -346,6 +347,7 @@ def distill(cfg: DistillConfig, resume: bool = False) -> dict[str, Any]:
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step = state["step"]
+        seconds_before = state.get("seconds", 0.0)
         logger.info("resumed at step %d", step)
     rng = random.Random(f"{cfg.seed}:{step}")
     reader.train()  # the shared modules stay in eval mode
@@ -371,7 +373,7 @@ def distill(cfg: DistillConfig, resume: bool = False) -> dict[str, Any]:
             logger.info("%s", row)
         if step % cfg.save_every == 0 or step == cfg.max_steps:
             torch.save({"reader": reader.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "step": step}, state_path + ".tmp")
+                        "step": step, "seconds": seconds_before + time.perf_counter() - t0}, state_path + ".tmp")
             os.replace(state_path + ".tmp", state_path)
             save_checkpoint(student, os.path.join(cfg.output_dir, "checkpoint"))
             save_checkpoint(student, os.path.join(cfg.output_dir, f"checkpoint-{step:06d}"))
@@ -379,7 +381,7 @@ def distill(cfg: DistillConfig, resume: bool = False) -> dict[str, Any]:
             metrics = {"step": step, **validate(student, val_records, cfg, proposer, VOCABULARY)}
             _append_csv(os.path.join(cfg.output_dir, "validation.csv"), metrics)
             logger.info("validation %s", metrics)
-    summary = {"steps": step, "seconds": round(time.perf_counter() - t0, 1), "teacher": cfg.teacher,
+    summary = {"steps": step, "seconds": round(seconds_before + time.perf_counter() - t0, 1), "teacher": cfg.teacher,
                "train_images": len(train_records), "config": dataclasses.asdict(cfg)}
     with open(os.path.join(cfg.output_dir, "summary.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)
