@@ -50,3 +50,32 @@ def test_shipped_checkpoint_binds_the_instruction_and_is_deterministic(pipe, hel
     assert list(a.images[0].getdata()) == list(b.images[0].getdata())
     assert a.referenced_object.name is not None and a.regions is not None
     assert a.settings["preset"] == "synth"
+
+
+READING = [  # people's wording, not the generator's (and not the free-form benchmark's sentences)
+    ("candle_light", "WHAT IF SOMEBODY LIT THE CANDLE WITH A LIGHTER"),
+    ("ice_melt", "leave that ice cube in blazing sunshine for ages"),
+    ("egg_drop", "oops, the egg slipped and fell to the ground"),
+    ("sky_midnight", "show me this place late at night"),
+    ("bread_toast", "pop the bread in the toaster"),
+    ("balloon_pop", "what if somebody stuck a needle into the balloon"),
+]
+
+
+def test_shipped_checkpoint_reads_peoples_wording_and_refuses_absent_objects(pipe):
+    from reasonbrain.referring import ObjectNotInImageError
+    from reasonbrain.synthworld.accuracy import is_correct
+    from reasonbrain.synthworld.dataset import sample_matching
+
+    if pipe.model.frce.object_head is None:
+        pytest.skip("this checkpoint has no region recogniser")
+    right = 0
+    for i, (tid, text) in enumerate(READING):
+        s = sample_matching(tid, f"ci-reading-{i}", exclude=["glass"])
+        out = pipe(s.src, text, seed=i)
+        same = pipe(s.src, text.lower(), seed=i)  # case is normalised away
+        assert list(out.images[0].getdata()) == list(same.images[0].getdata())
+        right += is_correct(out.images[0], s.tgt, [s.alternatives[a.kind] for a in s.record.alternatives])
+        with pytest.raises(ObjectNotInImageError, match="There is no glass in this picture; the objects here are: "):
+            pipe(s.src, "What if the glass fell off the table?", seed=i)
+    assert right >= 4, f"{right} of {len(READING)} edits right"

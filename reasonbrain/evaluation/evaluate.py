@@ -248,14 +248,28 @@ class PipelineEditor:
             image.save(os.path.join(self.save_dir, rec.id + ".png"))
 
     def single(self, index: int, rec: EvalRecord) -> Image.Image:
-        out = self.pipe(rec.source, rec.instruction, seed=self.seed + index, num_inference_steps=self.steps)
-        self._save(rec, out.images[0])
-        return out.images[0]
+        from reasonbrain.referring import ObjectNotInImageError
+
+        try:
+            image = self.pipe(rec.source, rec.instruction, seed=self.seed + index, num_inference_steps=self.steps).images[0]
+        except ObjectNotInImageError as err:  # a refusal is scored as no edit
+            logger.info("refused %s: %s", rec.id, err)
+            image = rec.source if isinstance(rec.source, Image.Image) else Image.open(rec.source).convert("RGB")
+        self._save(rec, image)
+        return image
 
     def chain(self, index: int, steps: Sequence[EvalRecord]) -> list[Image.Image]:
-        outs = self.pipe.chain(steps[0].source, [s.instruction for s in steps], seed=self.seed + 100 * index,
-                               num_inference_steps=self.steps)
-        images = [o.images[0] for o in outs]
+        from reasonbrain.referring import ObjectNotInImageError
+
+        images, current = [], steps[0].source
+        for k, step in enumerate(steps):  # as pipe.chain, step by step, so that a refusal keeps the image
+            try:
+                current = self.pipe(current, step.instruction, seed=self.seed + 100 * index + k,
+                                    num_inference_steps=self.steps).images[0]
+            except ObjectNotInImageError as err:
+                logger.info("refused %s: %s", step.id, err)
+                current = current if isinstance(current, Image.Image) else Image.open(current).convert("RGB")
+            images.append(current)
         for rec, im in zip(steps, images):
             self._save(rec, im)
         return images

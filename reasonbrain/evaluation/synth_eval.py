@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import random
 import time
 from typing import Any
 
@@ -18,23 +19,37 @@ logger = logging.getLogger(__name__)
 
 
 def evaluate_split(pipe, data_dir: str, split: str = "test", *, limit: int | None = None, seed: int = 0,
-                   num_inference_steps: int | None = None, stride: int = 1, progress: bool = True) -> dict[str, Any]:
-    """Edit every ``stride``-th record of ``split`` (up to ``limit``) and score reasoning accuracy."""
+                   num_inference_steps: int | None = None, stride: int = 1, progress: bool = True,
+                   rephrase: bool = False) -> dict[str, Any]:
+    """Edit every ``stride``-th record of ``split`` (up to ``limit``) and score reasoning accuracy.
+
+    ``rephrase``: each record's instruction is replaced by ``synthworld.language.rephrase_record(..., split)`` (on
+    the test split that draws on the held-out families). A "not in this picture" refusal counts as no change
+    (wrong); ``refused`` says how many."""
+    from reasonbrain.referring import ObjectNotInImageError
     from reasonbrain.synthworld.accuracy import reasoning_accuracy
     from reasonbrain.synthworld.dataset import load_split
+    from reasonbrain.synthworld.language import rephrase_record
 
     records = [r for r in load_split(data_dir, split) if r.chain_id is None][::stride]
     if limit:
         records = records[:limit]
     start = time.perf_counter()
-    edits = []
+    edits, refused = [], 0
     for i, rec in enumerate(tqdm(records, desc=f"edit {split}", disable=not progress)):
-        out = pipe(str(rec.path(rec.src_image)), rec.instruction, seed=seed + i, num_inference_steps=num_inference_steps)
-        edits.append(out.images[0])
+        text = rephrase_record(rec, random.Random(f"{seed}:{rec.id}"), split=split) if rephrase else rec.instruction
+        try:
+            out = pipe(str(rec.path(rec.src_image)), text, seed=seed + i, num_inference_steps=num_inference_steps)
+            edits.append(out.images[0])
+        except ObjectNotInImageError:
+            refused += 1
+            edits.append(rec.load_image("src"))
     seconds = time.perf_counter() - start
     result = reasoning_accuracy(records, edits)
     result["seconds_per_edit"] = seconds / max(len(records), 1)
     result["split"] = split
+    result["refused"] = refused
+    result["rephrased"] = rephrase
     return result
 
 
@@ -54,6 +69,7 @@ def evaluate_ci_subset(pipe, workdir: str) -> dict[str, Any]:
 def evaluate_chains(pipe, data_dir: str, *, limit: int | None = None, seed: int = 0,
                     num_inference_steps: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Multi-hop: each step edits the model's own previous result; accuracy per hop count (as table A5)."""
+    from reasonbrain.referring import ObjectNotInImageError
     from reasonbrain.synthworld.accuracy import is_correct
     from reasonbrain.synthworld.dataset import load_chains
 
@@ -63,10 +79,15 @@ def evaluate_chains(pipe, data_dir: str, *, limit: int | None = None, seed: int 
     by_depth: dict[int, list[bool]] = {}
     for c_i, chain in enumerate(tqdm(chains, desc="edit chains", disable=not progress)):
         steps = chain.steps
-        outs = pipe.chain(str(steps[0].path(steps[0].src_image)), [s.instruction for s in steps],
-                          seed=seed + 100 * c_i, num_inference_steps=num_inference_steps)
-        for depth, (rec, out) in enumerate(zip(steps, outs), 1):
-            ok = is_correct(out.images[0], rec.path(rec.tgt_image), [rec.path(a.image) for a in rec.alternatives])
+        try:
+            outs = pipe.chain(str(steps[0].path(steps[0].src_image)), [s.instruction for s in steps],
+                              seed=seed + 100 * c_i, num_inference_steps=num_inference_steps)
+        except ObjectNotInImageError:  # a refusal mid-chain: the chain counts as wrong from the first step
+            outs = []
+        for depth, rec in enumerate(steps, 1):
+            out = outs[depth - 1] if depth <= len(outs) else None
+            ok = out is not None and is_correct(out.images[0], rec.path(rec.tgt_image),
+                                                [rec.path(a.image) for a in rec.alternatives])
             by_depth.setdefault(depth, []).append(ok)
     return {f"{d}-step": sum(v) / len(v) for d, v in sorted(by_depth.items())} | {
         "chains": len(chains), "count_per_depth": {d: len(v) for d, v in sorted(by_depth.items())}}
@@ -94,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stride", type=int, default=1)
     ap.add_argument("--steps", type=int)
     ap.add_argument("--chains", action="store_true", help="also evaluate multi-hop chains")
+    ap.add_argument("--rephrase", action="store_true",
+                    help="replace each instruction by a rephrasing (held-out families on the test split)")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--device", default="cpu", help="cpu, cuda, ... (results move by float noise across devices)")
     args = ap.parse_args(argv)
@@ -102,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
 
     pipe = ReasonBrainEditPipeline.from_pretrained(args.checkpoint).to(args.device)
     result = evaluate_split(pipe, args.data_dir, args.split, limit=args.limit, stride=args.stride,
-                            num_inference_steps=args.steps)
+                            num_inference_steps=args.steps, rephrase=args.rephrase)
     print(markdown_table(result))
     if args.chains:
         result["chains"] = evaluate_chains(pipe, args.data_dir, limit=args.limit, num_inference_steps=args.steps)

@@ -311,3 +311,22 @@ def add_noise(text: str, rng: random.Random) -> str:
     if rng.random() < 0.2:
         text = text.rstrip(".?!") + rng.choice(("", "??", "!", "...", " ?"))
     return text
+
+
+def reference_for(record, rng: random.Random) -> str:
+    """A person's way of pointing at a Reason50K record's target: a description or synonym, with colour and / or
+    position when the name alone is ambiguous (and sometimes when it is not)."""
+    t = record.target
+    if t.kind == "sky":
+        return object_reference("sky", "sky", None, None, unique_name=True, unique_colour=True, rng=rng)
+    same = [o for o in record.scene.objects if o.name == t.name]
+    unique_colour = sum(o.shown_colour == t.colour for o in same) == 1
+    use_pos = len(same) > 1 and (not unique_colour or rng.random() < 0.5) or rng.random() < 0.2
+    use_colour = len(same) > 1 and unique_colour and not use_pos or rng.random() < 0.2
+    return object_reference(t.kind, t.name, t.colour if use_colour else None, t.position if use_pos else None,
+                            unique_name=len(same) == 1, unique_colour=unique_colour, rng=rng)
+
+
+def rephrase_record(record, rng: random.Random, split: str = "train") -> str:
+    """``rephrase`` for a Reason50K record of the synth world (its transformation and target)."""
+    return rephrase(transformation=record.transformation, ref=reference_for(record, rng), rng=rng, split=split)

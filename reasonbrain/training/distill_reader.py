@@ -88,28 +88,12 @@ def make_student(teacher: ReasonBrainModel, table: str, reader: dict[str, Any], 
     return student
 
 
-def reference_for(record, rng: random.Random) -> str:
-    """A person's way of pointing at the record's target (description, synonym, colour / position when needed)."""
-    from reasonbrain.synthworld.language import object_reference
-
-    t = record.target
-    if t.kind == "sky":
-        return object_reference("sky", "sky", None, None, unique_name=True, unique_colour=True, rng=rng)
-    objs = record.scene.objects
-    same = [o for o in objs if o.name == t.name]
-    unique_colour = sum(o.shown_colour == t.colour for o in same) == 1
-    use_pos = len(same) > 1 and (not unique_colour or rng.random() < 0.5) or rng.random() < 0.2
-    use_colour = len(same) > 1 and unique_colour and not use_pos or rng.random() < 0.2
-    return object_reference(t.kind, t.name, t.colour if use_colour else None, t.position if use_pos else None,
-                            unique_name=len(same) == 1, unique_colour=unique_colour, rng=rng)
-
-
 def student_text(record, rng: random.Random, cfg: DistillConfig, split: str = "train") -> str:
-    from reasonbrain.synthworld.language import add_noise, rephrase
+    from reasonbrain.synthworld.language import add_noise, rephrase_record
 
     if rng.random() >= cfg.rephrase_probability:
         return add_noise(record.instruction, rng) if rng.random() < 0.3 else record.instruction
-    return rephrase(transformation=record.transformation, ref=reference_for(record, rng), rng=rng, split=split)
+    return rephrase_record(record, rng, split=split)
 
 
 def scene_entries(record) -> list:
