@@ -1,14 +1,17 @@
 """The Rate tab in a real browser (Playwright + Chromium), keyboard only once signed in: absolute scores with
 1-5 + Enter, undo, skip, switching to pairwise with M, A/B/T/X choices, progress; the results view for an admin.
-At 1280x720 and 1920x1080: a wrong password is said in the form and gone after signing in, the images to judge
-fill their boxes (at least 256 px, pixel art crisp), and a study of gold items alone (the ground truth of a
-synthworld folder's test split) shows them in both modes.
+At 1280x720, 1400x1000 and 1920x1080: a wrong password is said in the form and gone after signing in; the images
+to judge fill their square boxes (at least 256 px, aligned, pixel art crisp, no empty bands); beside them the three
+criteria with their 1-5 choices and Submit / Skip (absolute), or the A / B / Tie / Both bad buttons and Skip
+(pairwise), all inside the viewport without scrolling, usable with the mouse; a study of gold items alone (the
+ground truth of a synthworld folder's test split) shows them in both modes.
 
 Screenshots go to ``test-artifacts/screenshots/rate-*.png`` (gitignored)."""
 
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -112,17 +115,29 @@ def test_sign_in_and_rate_with_the_keyboard(tmp_path, monkeypatch):
     assert all((SHOTS / f"rate-{name}.png").stat().st_size > 10_000 for name in ("absolute", "pairwise", "results"))
 
 
-# The picture inside each visible image box (object-fit), its box, and how it is scaled.
+# The picture inside each visible image box (object-fit), its box, the frame it is drawn in, and how it is scaled.
 IMAGES_JS = """(ids) => ids.map((id) => {
   const box = document.getElementById(id), img = box && box.querySelector('img');
   if (!img || box.offsetParent === null || !img.naturalWidth) return null;
   const b = img.getBoundingClientRect(), frame = box.getBoundingClientRect(), fit = getComputedStyle(img).objectFit;
+  const inner = box.querySelector('.image-container').getBoundingClientRect();
   let k = Math.min(b.width / img.naturalWidth, b.height / img.naturalHeight);
   if (fit === 'scale-down' || fit === 'none') k = Math.min(k, 1);
   const w = k * img.naturalWidth, h = k * img.naturalHeight;
   return {x: b.x + (b.width - w) / 2, y: b.y + (b.height - h) / 2, w, h, natural: img.naturalWidth,
-          box: [frame.x, frame.y, frame.width, frame.height], rendering: getComputedStyle(img).imageRendering};
+          box: [frame.x, frame.y, frame.width, frame.height], frame: [inner.x, inner.y, inner.width, inner.height],
+          rendering: getComputedStyle(img).imageRendering};
 })"""
+
+# Each element's rectangle and whether it can be used (null: not shown).
+RECTS_JS = """(sels) => sels.flatMap((s) => {
+  const all = [...document.querySelectorAll(s)];
+  if (!all.length) return [{sel: s, missing: true}];
+  return all.map((e) => { const r = e.getBoundingClientRect();
+    return {sel: s, shown: e.offsetParent !== null && r.width > 0, x: r.x, y: r.y, w: r.width, h: r.height,
+            disabled: !!e.disabled || !!e.querySelector('input:disabled, button:disabled')}; });
+})"""
+SCORES = [f"#{c} label:has(input[value='{k}'])" for c in ("rate-ins", "rate-cons", "rate-plaus") for k in range(1, 6)]
 
 
 
@@ -146,6 +161,23 @@ def assert_judgeable(shown: list[dict]) -> None:
     assert max(im["y"] for im in shown) - min(im["y"] for im in shown) < 1
 
 
+def assert_fills_frame(shown: list[dict]) -> None:
+    """A square picture fills its frame: no empty band above, under or beside it."""
+    for im in shown:
+        fx, fy, fw, fh = im["frame"]
+        assert abs(im["w"] - fw) < 1 and abs(im["h"] - fh) < 1 and abs(im["y"] - fy) < 1, im
+
+
+def assert_on_one_screen(page, selectors: list[str]) -> None:
+    """Every element shown whole inside the viewport, the page not scrolled, and usable."""
+    width, height = page.viewport_size["width"], page.viewport_size["height"]
+    assert page.evaluate("window.scrollY") == 0
+    for r in page.evaluate(RECTS_JS, selectors):
+        assert r.get("shown"), r
+        assert r["x"] >= 0 and r["y"] >= 0 and r["x"] + r["w"] <= width + 0.5 and r["y"] + r["h"] <= height + 0.5, r
+        assert not r["disabled"], r
+
+
 @pytest.fixture(scope="module")
 def gold_study(tmp_path_factory):
     """A study of ground truth alone, as ``import-reference --folder`` makes it from the folder ``python -m
@@ -162,13 +194,13 @@ def gold_study(tmp_path_factory):
             ratings = RatingStore(app.store)
             app.n_test = ratings.import_method_folder("reference", str(synth), reference=True).added // 2
             directory = AnnotatorDirectory(ratings.settings.annotators_file)
-            for name in ("dora", "emil"):
+            for name in ("dora", "emil", "fritz"):
                 directory.add(name, PASSWORD)
             app.ratings = ratings
             yield app
 
 
-@pytest.mark.parametrize("width,height,name", [(1280, 720, "dora"), (1920, 1080, "emil")])
+@pytest.mark.parametrize("width,height,name", [(1280, 720, "dora"), (1400, 1000, "fritz"), (1920, 1080, "emil")])
 def test_sign_in_after_a_typo_and_judge_large_images_in_both_modes(gold_study, width, height, name):
     SHOTS.mkdir(parents=True, exist_ok=True)
     size = f"{width}x{height}"
@@ -195,10 +227,27 @@ def test_sign_in_after_a_typo_and_judge_large_images_in_both_modes(gold_study, w
             wait_text(page, "#rate-progress", "0 / ")
             sync_api.expect(page.get_by_text("wrong password")).to_have_count(0)  # no message left over
 
-            # absolute: the source and the edit, large and crisp
-            assert_judgeable(judged_images(page, ["rate-source", "rate-image-a"]))
+            # absolute: the source and the edit, large and crisp; beside them the three criteria with their 1-5
+            # choices and Submit / Skip: one screen, no scrolling per item
+            shown = judged_images(page, ["rate-source", "rate-image-a"])
+            assert_judgeable(shown)
+            assert_fills_frame(shown)
             wait_settled(page)
+            assert_on_one_screen(page, ["#rate-instruction", "#rate-ins", "#rate-cons", "#rate-plaus", *SCORES,
+                                        "#rate-submit", "#rate-skip", "#rate-flag", "#rate-undo"])
+            if height >= 1000:
+                assert_on_one_screen(page, ["#rate-keys", "#rate-message"])
+            side = page.locator("#rate-ins").bounding_box()
+            assert side["x"] >= shown[1]["x"] + shown[1]["w"]  # beside the images, not under them
+            assert "exactly the outcome" in page.locator(SCORES[4]).get_attribute("title")  # the full anchor
+            sync_api.expect(page.locator("#rate-ins")).to_have_class(re.compile("rb-active"))
             page.screenshot(path=str(SHOTS / f"rate-absolute-{size}.png"))
+            for criterion, score, then in (("ins", 4, "cons"), ("cons", 5, "plaus"), ("plaus", 3, "plaus")):
+                page.locator(f"#rate-{criterion} label:has(input[value='{score}'])").click()  # the mouse, as a user
+                sync_api.expect(page.locator(f"#rate-{then}")).to_have_class(re.compile("rb-active"))
+            page.locator("#rate-submit").click()
+            wait_text(page, "#rate-progress", "1 / ")
+            wait_text(page, "#rate-message", "Saved")
 
             # pairwise: only gold items exist; they are shown, three images side by side
             page.locator("#rate-instruction").click()  # out of the text boxes: M switches the mode
@@ -206,12 +255,19 @@ def test_sign_in_after_a_typo_and_judge_large_images_in_both_modes(gold_study, w
             page.locator("#rate-pairwise").wait_for(state="visible")
             wait_text(page, "#rate-progress", f"0 / {gold_study.n_test}")
             assert "Instruction:" in page.locator("#rate-instruction").inner_text()
-            assert_judgeable(judged_images(page, ["rate-source", "rate-image-a", "rate-image-b"]))
+            shown = judged_images(page, ["rate-source", "rate-image-a", "rate-image-b"])
+            assert_judgeable(shown)
+            assert_fills_frame(shown)
             wait_settled(page)
+            assert_on_one_screen(page, ["#rate-instruction", "#rate-left", "#rate-right", "#rate-tie",
+                                        "#rate-both-bad", "#rate-skip", "#rate-flag", "#rate-undo"])
+            assert page.locator("#rate-left").bounding_box()["x"] >= shown[2]["x"] + shown[2]["w"]
             page.screenshot(path=str(SHOTS / f"rate-pairwise-{size}.png"))
             page.keyboard.press("a")
             wait_text(page, "#rate-progress", f"1 / {gold_study.n_test}")
         finally:
             browser.close()
     assert len(gold_study.ratings.my_ratings(f"local:{name}", "pairwise")) == 1
+    assert [(r["ins_align"], r["consistency"], r["plausibility"])
+            for r in gold_study.ratings.my_ratings(f"local:{name}", "absolute")] == [(4, 5, 3)]
     assert all((SHOTS / f"rate-{mode}-{size}.png").stat().st_size > 10_000 for mode in ("absolute", "pairwise"))

@@ -4,10 +4,12 @@
   session token kept in this browser (``gr.BrowserState``); on a Space with OAuth an allowed Hugging Face account
   is recognised from its login. Every event resolves the annotator on the server from the token / login: nobody
   can act for someone else, and another annotator's item id is "not found".
-- Absolute mode: one edit, scored 1-5 on Ins-Align, appearance consistency and visual plausibility (anchors on
-  screen). Pairwise mode: two edits of the same prompt, A (left) or B (right) better, tie, or both bad. Method
+- Absolute mode: one edit, scored 1-5 on Ins-Align, appearance consistency and visual plausibility (each score
+  named on screen; its full anchor on hover and under "What the scores mean"). Pairwise mode: two edits of the same prompt, A (left) or B (right) better, tie, or both bad. Method
   names are never sent to the browser; order and sides are shuffled per annotator.
 - Skip (comes back at the end), flag (leaves the queue, with an optional reason), undo (repeatable).
+- One screen per item from 1200 px wide (1280x720 included): the images, and beside them the scores or the A / B
+  buttons with Submit / Skip; no scrolling between items.
 - Results (admins only: they reveal method names): Ins-Align per method with bootstrap CIs, win rates,
   Bradley-Terry, Krippendorff's alpha, per-annotator stats, plots, CSV/JSONL export, push to a HF dataset.
 """
@@ -15,6 +17,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -35,13 +38,11 @@ logger = logging.getLogger(__name__)
 
 STORAGE_KEY = "reasonbrain-rate-session"
 DEFAULT_MODE = "absolute"
-MODE_CHOICES = [("Absolute: score one edit 1–5", "absolute"), ("Pairwise: which of two edits is better", "pairwise")]
+MODE_CHOICES = [("Score one edit (1–5)", "absolute"), ("Compare two edits (A / B)", "pairwise")]
 NOT_SIGNED_IN = "Please sign in to rate (your session ended, or you are not on the annotators list)."
 NOT_FOUND = "This item is not in your queue."
 WRONG_PASSWORD = "Unknown name or wrong password: check both and try again."
 PAUSED = "Too many failed attempts for this name: wait a few minutes and try again."
-# Images fill a box as tall as half the viewport (360 px at 1280x720, 540 px at 1920x1080), within these bounds.
-IMAGE_HEIGHT = "clamp(300px, 50vh, 600px)"
 EMPTY_MODE = {
     "absolute": "**Nothing to rate in this mode yet.** No edits have been imported for rating; the study's admin "
                 "adds them (`python -m app.annotators import-steps` or `import-method`).",
@@ -52,56 +53,114 @@ EMPTY_MODE = {
 
 # Anchors: Ins-Align as the paper defines it (how well the edited image aligns with the hypothetical
 # instruction: the plausible, reasoned outcome on the right object), plus the two qualities it discusses
-# alongside it (appearance consistency / identity preservation, visual plausibility).
-INS_ALIGN = [
-    (1, "Not aligned: no visible change, or a change unrelated to the instruction"),
-    (2, "Barely: something changed, but the wrong outcome or the wrong object"),
-    (3, "Partly: the right object changes, but the outcome is incomplete or only partly what the instruction implies"),
-    (4, "Mostly: the implied outcome is clearly shown, with a minor error in extent or detail"),
-    (5, "Fully: exactly the outcome the instruction implies, on the right object, to the right extent"),
+# alongside it (appearance consistency / identity preservation, visual plausibility). Each: (score, the short
+# name on the choice, the full anchor: a tooltip on the choice and under "What the scores mean").
+Anchor = tuple[int, str, str]
+INS_ALIGN: list[Anchor] = [
+    (1, "Not aligned", "no visible change, or a change unrelated to the instruction"),
+    (2, "Barely", "something changed, but the wrong outcome or the wrong object"),
+    (3, "Partly", "the right object changes, but the outcome is incomplete or only partly what the instruction "
+                  "implies"),
+    (4, "Mostly", "the implied outcome is clearly shown, with a minor error in extent or detail"),
+    (5, "Fully", "exactly the outcome the instruction implies, on the right object, to the right extent"),
 ]
-CONSISTENCY = [
-    (1, "A different image: the scene or the main objects are not preserved"),
-    (2, "Large parts the instruction does not concern changed or were replaced"),
-    (3, "Noticeable unintended changes, the scene still recognisable"),
-    (4, "Small unintended changes (colour, texture) outside the edit"),
-    (5, "Everything the instruction does not concern is unchanged"),
+CONSISTENCY: list[Anchor] = [
+    (1, "Different", "a different image: the scene or the main objects are not preserved"),
+    (2, "Major", "large parts the instruction does not concern changed or were replaced"),
+    (3, "Noticeable", "noticeable unintended changes, the scene still recognisable"),
+    (4, "Minor", "small unintended changes (colour, texture) outside the edit"),
+    (5, "Unchanged", "everything the instruction does not concern is unchanged"),
 ]
-PLAUSIBILITY = [
-    (1, "Broken: noise, heavy distortion, unreadable"),
-    (2, "Strong artefacts or a physically impossible result"),
-    (3, "Clear artefacts or implausible parts, still readable"),
-    (4, "Minor artefacts or slightly unnatural details"),
-    (5, "A coherent, physically plausible photo without artefacts"),
+PLAUSIBILITY: list[Anchor] = [
+    (1, "Broken", "noise, heavy distortion, unreadable"),
+    (2, "Severe flaws", "strong artefacts or a physically impossible result"),
+    (3, "Clear flaws", "clear artefacts or implausible parts, still readable"),
+    (4, "Minor", "minor artefacts or slightly unnatural details"),
+    (5, "Plausible", "a coherent, physically plausible photo without artefacts"),
+]
+# (elem_id, label, anchors), in the order the keys 1-5 score them
+CRITERIA = [
+    ("rate-ins", "Ins-Align: does the edit show what the instruction implies?", INS_ALIGN),
+    ("rate-cons", "Consistency: is the rest of the image preserved?", CONSISTENCY),
+    ("rate-plaus", "Plausibility: does the result look real and coherent?", PLAUSIBILITY),
 ]
 
-KEYS_HELP = """**Keyboard** (outside text boxes) ·
-absolute: **1–5** score the highlighted criterion and move to the next (Ins-Align → consistency → plausibility),
-**Backspace** / **←** back one criterion, **Enter** submit ·
-pairwise: **A** / **1** / **←** left better, **B** / **2** / **→** right better, **T** / **3** tie,
-**X** / **4** both bad ·
-**S** skip · **F** flag (or type a reason in the box and press Enter) · **U** undo · **M** switch mode"""
 
+def anchors_markdown() -> str:
+    """Every criterion's full anchors (the accordion under the scores)."""
+    parts = []
+    for _, label, anchors in CRITERIA:
+        rows = "\n".join(f"- **{k} · {short}**: {full}" for k, short, full in anchors)
+        parts.append(f"**{label}**\n\n{rows}")
+    return "\n\n".join(parts)
+
+
+KEYS_HELP = {  # typing in a text box is never a shortcut
+    "absolute": "**Keys**: **1–5** score the highlighted criterion · **Backspace** / **←** back one · **Enter** "
+                "submit · **S** skip · **F** flag · **U** undo · **M** compare mode",
+    "pairwise": "**Keys**: **A** / **1** / **←** left better · **B** / **2** / **→** right better · **T** / **3** tie · "
+                "**X** / **4** both bad · **S** skip · **F** flag · **U** undo · **M** score mode",
+}
+PAIRWISE_CLASS = "rb-pairwise-item"  # on the images in pairwise mode: three in a row (CSS below)
+
+# At 1200 px and wider the scores (or the A / B buttons) sit beside the images, so that the images, the choices
+# and Submit / Skip fit one screen (1280x720 included): the images are square, as large as both the height under
+# the page's top (--rb-rate-top, kept by KEYS_JS) and the width beside the side column allow, never under 256 px.
+# Narrower, the side column goes under the images.
 CSS = """
 #rate-item-id { display: none !important; }
 #rate-panel .rb-active { outline: 3px solid var(--color-accent) !important; outline-offset: -3px;
                           background: var(--color-accent-soft) !important; border-radius: 6px; }
 #rate-instruction { font-size: 1.25em; }
 #rate-signin-message p { color: var(--error-text-color); font-weight: 600; margin: 0; }
+#rate-top { align-items: center; }
+#rate-top > * { flex: 0 1 auto !important; width: auto !important; min-width: 0 !important; }
+#rate-top > #rate-progress { flex: 1 1 240px !important; }
 .rb-progress { display: flex; align-items: center; gap: 12px; }
 .rb-progress progress { flex: 1; height: 12px; appearance: none; border: none; border-radius: 6px;
                         background: var(--neutral-200); overflow: hidden; }
 .rb-progress progress::-webkit-progress-bar { background: var(--neutral-200); border-radius: 6px; }
 .rb-progress progress::-webkit-progress-value { background: var(--color-accent); border-radius: 6px; }
 .rb-progress progress::-moz-progress-bar { background: var(--color-accent); }
+#rate-work { container-type: inline-size; flex-wrap: nowrap; align-items: flex-start; }
+#rate-images { flex: none !important; width: auto !important; flex-wrap: nowrap !important; gap: 16px; --rb-n: 2; --rb-side: clamp(500px, 30cqw, 640px);
+               --rb-h: max(256px, min(calc(100vh - var(--rb-rate-top, 290px) - 40px - 12px),
+                                      calc((100cqw - var(--rb-side)) / var(--rb-n) - 16px))); }
+#rate-work:has(.rb-pairwise-item) #rate-images { --rb-n: 3; --rb-side: clamp(280px, 16cqw, 400px); }
+#rate-images > .rb-judge { flex: none !important; width: var(--rb-h) !important; height: auto !important;
+                           min-width: 0 !important; margin: 0 !important; display: flex; flex-direction: column; }
+#rate-images > .rb-judge > label[data-testid="block-label"] { position: static; align-self: flex-start; }
+#rate-images > .rb-judge .image-container { flex: none; height: var(--rb-h) !important; }
+#rate-side { flex: 1 1 0 !important; min-width: 0 !important; gap: 8px; }
+#rate-side .rb-criterion { padding: 6px 10px 8px; }
+#rate-side .rb-criterion [data-testid="block-info"] { font-size: var(--text-sm); margin-bottom: 6px; }
+/* the five scores in one row of equal cells; the picked one is filled (gradio's .selected), the dot hidden */
+#rate-side .rb-criterion .wrap { display: grid; grid-template-columns: repeat(5, minmax(0, 1fr)); gap: 6px; }
+#rate-side .rb-criterion .wrap label { margin: 0; padding: 6px 2px; justify-content: center; text-align: center;
+                                       font-size: var(--text-sm); line-height: 1.25; }
+#rate-side .rb-criterion .wrap label span { display: block; margin: 0; white-space: pre-line; }
+#rate-side .rb-criterion .wrap label span::first-line { font-weight: 700; }
+#rate-side .rb-criterion .wrap label input { position: absolute; opacity: 0; pointer-events: none; }
+#rate-side .rb-criterion .wrap label:focus-within { outline: 2px solid var(--color-accent); }
+#rate-side button { white-space: nowrap; }
+#rate-side #rate-keys, #rate-side #rate-keys p { font-size: var(--text-sm); line-height: 1.4; }
+#rate-pairwise button { justify-content: flex-start; }
+@media (max-width: 1199px) {
+  #rate-work { flex-wrap: wrap; }
+  #rate-images, #rate-work:has(.rb-pairwise-item) #rate-images { --rb-side: 0px; }
+  #rate-side { flex-basis: 100% !important; }
+}
 """
 
-# Keyboard shortcuts: press the tab's own buttons / radio inputs while the Rate panel is visible.
+# Keyboard shortcuts: press the tab's own buttons / radio inputs while the Rate panel is visible. Also: clicking a
+# score moves the highlight to the next criterion (as the keys do), each score shows its full anchor on hover,
+# and --rb-rate-top (where the images start on the page) is kept for the CSS.
 KEYS_JS = """() => {
   if (window.__reasonbrainRateKeys) return;
   window.__reasonbrainRateKeys = true;
-  const crits = ['rate-ins', 'rate-cons', 'rate-plaus'];
-  let crit = 0, lastItem = null;
+  const anchors = __ANCHORS__;
+  const crits = Object.keys(anchors);
+  let crit = 0, lastItem = null, lastTop = null, placing = false;
   const visible = (id) => { const el = document.getElementById(id); return !!el && el.offsetParent !== null; };
   const click = (id) => {
     let b = document.getElementById(id);
@@ -110,12 +169,34 @@ KEYS_JS = """() => {
     return false;
   };
   const mark = () => crits.forEach((c, i) => document.getElementById(c)?.classList.toggle('rb-active', i === crit));
+  const place = () => {
+    if (placing) return;
+    placing = true;
+    requestAnimationFrame(() => {
+      placing = false;
+      const work = document.getElementById('rate-work');
+      if (!work || work.offsetParent === null) return;
+      mark();  // again: gradio rewrites a component's classes when it updates it
+      const top = Math.round(work.getBoundingClientRect().top + window.scrollY);
+      if (top !== lastTop) { lastTop = top; document.documentElement.style.setProperty('--rb-rate-top', top + 'px'); }
+      crits.forEach((c) => document.querySelectorAll(`#${c} label`).forEach((l) => {
+        const v = l.querySelector('input')?.value;
+        if (v && anchors[c][v - 1] && l.title !== anchors[c][v - 1]) l.title = anchors[c][v - 1];
+      }));
+    });
+  };
   const sync = () => {
     const box = document.querySelector('#rate-item-id textarea, #rate-item-id input');
     const item = box ? box.value : null;
     if (item !== lastItem) { lastItem = item; crit = 0; mark(); }
+    place();
   };
   new MutationObserver(sync).observe(document.body, {subtree: true, childList: true, attributes: true});
+  window.addEventListener('resize', place);
+  document.addEventListener('change', (e) => {  // a score picked with the mouse: highlight the next criterion
+    const i = crits.findIndex((c) => e.target.closest && e.target.closest('#' + c));
+    if (i >= 0) { crit = Math.min(i + 1, crits.length - 1); mark(); }
+  });
   document.addEventListener('keydown', (e) => {
     if (e.defaultPrevented || e.altKey || e.ctrlKey || e.metaKey || e.repeat) return;
     const t = e.target;  // typing in a visible text field: not a shortcut (a field hidden after sign-in is not)
@@ -128,8 +209,8 @@ KEYS_JS = """() => {
     const absolute = visible('rate-absolute'), pairwise = visible('rate-pairwise');
     let done = false;
     if (absolute && k >= '1' && k <= '5') {
-      const input = document.querySelector(`#${crits[crit]} input[value="${k}"]`);
-      if (input) { input.click(); crit = Math.min(crit + 1, crits.length - 1); done = true; }
+      const at = crit, input = document.querySelector(`#${crits[at]} input[value="${k}"]`);
+      if (input) { input.click(); crit = Math.min(at + 1, crits.length - 1); done = true; }
     } else if (absolute && (k === 'Backspace' || k === 'ArrowLeft')) { crit = Math.max(crit - 1, 0); done = true; }
     else if (absolute && k === 'ArrowRight') { crit = Math.min(crit + 1, crits.length - 1); done = true; }
     else if (absolute && k === 'Enter') done = click('rate-submit');
@@ -146,7 +227,8 @@ KEYS_JS = """() => {
     }
     if (done) { e.preventDefault(); mark(); }
   });
-}"""
+}""".replace("__ANCHORS__", json.dumps({elem_id: [f"{k} · {short}: {full}" for k, short, full in anchors]
+                                         for elem_id, _, anchors in CRITERIA}))
 
 
 @dataclass
@@ -221,6 +303,8 @@ class RateView:
         if signed:
             who = f"Signed in as **{render.esc(self.who.name)}**" + (" (admin)" if self.who.admin else "")
         classes = display.image_classes(item.source_image, *images) if item else [display.JUDGE_CLASS]
+        if pairwise:
+            classes = [*classes, PAIRWISE_CLASS]
         return (
             self.token,
             gr.Group(visible=not signed),
@@ -236,11 +320,14 @@ class RateView:
             item.assignment_id if item else "",
             gr.Radio(value=None), gr.Radio(value=None), gr.Radio(value=None),
             gr.Column(visible=bool(item) and not pairwise),
-            gr.Row(visible=bool(item) and pairwise),
-            gr.Row(visible=bool(item)),
+            gr.Column(visible=bool(item) and pairwise),
+            gr.Column(visible=bool(item)),
             self.message,
             gr.Accordion(visible=signed and self.who.admin),
             self.signin_message,
+            gr.Button(visible=bool(item) and not pairwise),
+            KEYS_HELP[self.mode] if item else "",
+            gr.Accordion(visible=bool(item) and not pairwise),
         )
 
     def instruction_text(self) -> str:
@@ -453,8 +540,8 @@ class RateHandles:
     outputs: list[Any]
 
 
-def _anchors(label: str, anchors: list[tuple[int, str]], elem_id: str) -> gr.Radio:
-    return gr.Radio([(f"{k} · {text}", k) for k, text in anchors], label=label, elem_id=elem_id,
+def _criterion(elem_id: str, label: str, anchors: list[Anchor]) -> gr.Radio:
+    return gr.Radio([(f"{k}\n{short}", k) for k, short, _ in anchors], label=label, elem_id=elem_id,
                     elem_classes=["rb-criterion"])
 
 
@@ -474,38 +561,41 @@ def build(ctx: RateContext) -> RateHandles:
         signin_btn = gr.Button("Sign in", variant="primary", elem_id="rate-signin-btn")
         signin_message = gr.Markdown("", elem_id="rate-signin-message")
     with gr.Column(visible=False, elem_id="rate-panel") as panel:
-        with gr.Row(equal_height=True):
+        with gr.Row(elem_id="rate-top"):
             who = gr.Markdown("", elem_id="rate-who")
-            mode = gr.Radio(MODE_CHOICES, value=DEFAULT_MODE, show_label=False, elem_id="rate-mode", scale=3)
-            signout_btn = gr.Button("Sign out", size="sm", scale=0, elem_id="rate-signout")
-        progress = gr.HTML("", js_on_load=None, elem_id="rate-progress")
+            progress = gr.HTML("", js_on_load=None, elem_id="rate-progress")
+            mode = gr.Radio(MODE_CHOICES, value=DEFAULT_MODE, show_label=False, elem_id="rate-mode")
+            signout_btn = gr.Button("Sign out", size="sm", elem_id="rate-signout")
         instruction = gr.Markdown("", elem_id="rate-instruction")
-        with gr.Row(equal_height=True):
-            view = {"interactive": False, "buttons": ["fullscreen"], "height": IMAGE_HEIGHT,
-                    "elem_classes": [display.JUDGE_CLASS]}
-            source = gr.Image(label="Source", elem_id="rate-source", **view)
-            image_a = gr.Image(label="Edited", elem_id="rate-image-a", **view)
-            image_b = gr.Image(label="B (right)", elem_id="rate-image-b", visible=False, **view)
+        with gr.Row(elem_id="rate-work"):  # the images; beside them (under them below 1200 px) the choices
+            with gr.Row(elem_id="rate-images"):
+                view = {"interactive": False, "buttons": ["fullscreen"], "elem_classes": [display.JUDGE_CLASS]}
+                source = gr.Image(label="Source", elem_id="rate-source", **view)
+                image_a = gr.Image(label="Edited", elem_id="rate-image-a", **view)
+                image_b = gr.Image(label="B (right)", elem_id="rate-image-b", visible=False, **view)
+            with gr.Column(elem_id="rate-side"):
+                with gr.Column(visible=False, elem_id="rate-absolute") as absolute:
+                    ins, cons, plaus = (_criterion(*c) for c in CRITERIA)
+                with gr.Column(visible=False, elem_id="rate-pairwise") as pairwise:
+                    left_btn = gr.Button("A (left) is better · A", size="md", elem_id="rate-left")
+                    right_btn = gr.Button("B (right) is better · B", size="md", elem_id="rate-right")
+                    tie_btn = gr.Button("Tie · T", size="md", elem_id="rate-tie")
+                    bad_btn = gr.Button("Both bad · X", size="md", elem_id="rate-both-bad")
+                with gr.Column(visible=False, elem_id="rate-actions") as actions:
+                    with gr.Row(equal_height=True):
+                        submit_btn = gr.Button("Submit · Enter", variant="primary", size="md", elem_id="rate-submit",
+                                               visible=False, scale=2, min_width=120)
+                        skip_btn = gr.Button("Skip · S", size="md", elem_id="rate-skip", min_width=80)
+                        flag_btn = gr.Button("Flag · F", size="md", elem_id="rate-flag", min_width=80)
+                        undo_btn = gr.Button("Undo · U", size="md", elem_id="rate-undo", min_width=80)
+                    note = gr.Textbox(placeholder="Why flag it? (optional; Enter flags)", show_label=False,
+                                      max_lines=1, max_length=500, container=False, elem_id="rate-flag-note")
+                message = gr.Markdown("", elem_id="rate-message")
+                keys = gr.Markdown("", elem_id="rate-keys")
+                with gr.Accordion("What the scores mean (or hover a score)", open=False, visible=False,
+                                  elem_id="rate-anchors") as anchors_box:
+                    gr.Markdown(anchors_markdown())
         item_id = gr.Textbox(elem_id="rate-item-id", show_label=False, interactive=False)  # hidden by CSS
-        with gr.Column(visible=False, elem_id="rate-absolute") as absolute:
-            ins = _anchors("Ins-Align: does the edit show what the instruction implies?", INS_ALIGN, "rate-ins")
-            cons = _anchors("Appearance consistency: is the rest of the image preserved?", CONSISTENCY, "rate-cons")
-            plaus = _anchors("Visual plausibility: does the result look real and coherent?", PLAUSIBILITY,
-                             "rate-plaus")
-            submit_btn = gr.Button("Submit (Enter)", variant="primary", elem_id="rate-submit")
-        with gr.Row(visible=False, elem_id="rate-pairwise") as pairwise:
-            left_btn = gr.Button("A (left) is better · A", elem_id="rate-left")
-            right_btn = gr.Button("B (right) is better · B", elem_id="rate-right")
-            tie_btn = gr.Button("Tie · T", elem_id="rate-tie")
-            bad_btn = gr.Button("Both bad · X", elem_id="rate-both-bad")
-        with gr.Row(visible=False, equal_height=True) as actions:
-            skip_btn = gr.Button("Skip · S", size="sm", elem_id="rate-skip")
-            note = gr.Textbox(placeholder="Why flag it? (optional)", show_label=False, max_lines=1,
-                              max_length=500, elem_id="rate-flag-note", scale=3)
-            flag_btn = gr.Button("Flag · F", size="sm", elem_id="rate-flag")
-            undo_btn = gr.Button("Undo · U", size="sm", elem_id="rate-undo")
-        message = gr.Markdown("", elem_id="rate-message")
-        gr.Markdown(KEYS_HELP, elem_id="rate-keys")
         with gr.Accordion("Results (admins)", open=False, visible=False, elem_id="rate-results") as results_box:
             with gr.Row():
                 exclude_fast = gr.Checkbox(True, label="Leave out too-fast answers", elem_id="rate-exclude-fast")
@@ -526,7 +616,8 @@ def build(ctx: RateContext) -> RateHandles:
             push_status = gr.Markdown("")
 
     outputs = [token, signin, panel, who, progress, instruction, source, image_a, image_b, item_id, ins, cons,
-               plaus, absolute, pairwise, actions, message, results_box, signin_message]
+               plaus, absolute, pairwise, actions, message, results_box, signin_message, submit_btn, keys,
+               anchors_box]
     h = RateHandles(token=token, mode=mode, signin=signin, panel=panel, item_id=item_id, results=results_box,
                     outputs=outputs)
 
