@@ -540,6 +540,12 @@ def test_pairwise_handlers_and_double_press(ctx):
     assert view.item.mode == "pairwise" and len(view.item.images) == 2
     updates = view.to_updates()
     assert updates[14].visible and not updates[13].visible  # pairwise buttons shown, the 1-5 scales hidden
+    assert not updates[19].visible and not updates[21].visible  # no Submit, no score anchors
+    assert "both bad" in updates[20] and "1–5" not in updates[20]  # this mode's keys
+    assert rate.PAIRWISE_CLASS in updates[6].elem_classes  # three images in a row (CSS)
+    absolute = rate.show(ctx, view.token, "absolute").to_updates()
+    assert absolute[13].visible and absolute[19].visible and absolute[21].visible and "1–5" in absolute[20]
+    assert rate.PAIRWISE_CLASS not in absolute[6].elem_classes
     shown_ago(ctx.ratings, view.item.assignment_id, 4)
     nxt = rate.submit_pairwise(ctx, view.token, view.item.assignment_id, "tie", "pairwise")
     assert nxt.item.assignment_id != view.item.assignment_id and "Saved" in nxt.message
