@@ -1,7 +1,7 @@
 """Binding an instruction to an object of the picture: by name, by similarity, or a plain "it is not here".
 
 ``bind_instruction(text, vocabulary, scene, similarity)``, with ``scene`` the objects the picture holds (from the
-model's own region recogniser at inference, from the record while training):
+model's own scene recogniser at inference, from the record while training):
 
 1. a word-for-word mention of a referable name (``vocabulary.mentions``) that the picture holds binds to it (the
    first such mention; colour and position words next to it become attributes);

@@ -64,8 +64,6 @@ class FRCEConfig:
     max_regions: int = 16  # SAM regions kept (the background region included)
     ff_mult: int = 4
     max_object_tokens: int = 16  # the object token O is a short token sequence, e.g. "<obj> red apple | left </obj>"
-    # the region recogniser's classes (canonical object names); empty: no recogniser
-    object_names: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -127,6 +125,16 @@ class ComponentsConfig:
 
 
 @dataclass
+class RecogniserConfig:
+    """Ours: which objects the picture holds (multi-label over ``object_names``), so that an instruction is bound
+    among them and one naming an absent object is refused. Empty ``object_names``: no recogniser is built."""
+
+    object_names: list[str] = field(default_factory=list)
+    channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])
+    threshold: float = 0.5  # an object counts as present at this probability or more
+
+
+@dataclass
 class PipelineDefaults:
     num_inference_steps: int = 20
     guidance_scale: float = 7.5
@@ -144,6 +152,7 @@ _SECTIONS = {
     "diffusion": DiffusionConfig,
     "regions": RegionsConfig,
     "components": ComponentsConfig,
+    "recogniser": RecogniserConfig,
     "defaults": PipelineDefaults,
 }
 
@@ -160,6 +169,7 @@ class ReasonBrainConfig:
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     regions: RegionsConfig = field(default_factory=RegionsConfig)
     components: ComponentsConfig = field(default_factory=ComponentsConfig)
+    recogniser: RecogniserConfig = field(default_factory=RecogniserConfig)
     defaults: PipelineDefaults = field(default_factory=PipelineDefaults)
 
     def __post_init__(self) -> None:

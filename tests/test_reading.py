@@ -167,3 +167,34 @@ def test_freeform_benchmark_covers_the_world_and_builds_its_scenes():
         if item.position:
             assert s.record.target.position == item.position
         assert s.record.category in CATEGORIES
+
+
+def test_scene_recogniser_round_trips_and_drives_binding(tmp_path):
+    from reasonbrain.models.reasonbrain import ReasonBrainModel
+    from reasonbrain.models.scene_recogniser import SceneRecogniser
+    from reasonbrain.pipelines.pipeline_reasonbrain import ReasonBrainEditPipeline
+
+    torch.manual_seed(0)
+    model = ReasonBrainModel.from_config(tiny_config(recogniser={"object_names": ["apple", "glass"]},
+                                                     defaults={"referring_vocabulary": "synthworld"})).eval()
+    assert isinstance(model.recogniser, SceneRecogniser)
+    with torch.no_grad():  # the apple reads as present (far left), the glass as absent
+        model.recogniser.classify.weight.zero_()
+        model.recogniser.classify.bias.copy_(torch.tensor([4.0, -4.0]))
+    model.save_pretrained(tmp_path / "ckpt")
+    pipe = ReasonBrainEditPipeline.from_pretrained(tmp_path / "ckpt")
+    image = torch.zeros(3, 64, 64)
+    with torch.no_grad():
+        found = pipe.model.recogniser(image[None])
+    assert found.probabilities.shape == (1, 2) and float(found.probabilities[0, 0]) > 0.98
+    out = pipe(PIL_image(), "What if the apple rotted?", seed=0, num_inference_steps=1)
+    assert out.referenced_object.name == "apple"
+    assert [o["name"] for o in out.scene_objects] == ["apple"] and out.to_dict()["scene_objects"][0]["position"]
+    with pytest.raises(ObjectNotInImageError, match=r"There is no glass in this picture; the objects here are: \w+ apple"):
+        pipe(PIL_image(), "What if the glass fell?", seed=0, num_inference_steps=1)
+
+
+def PIL_image():
+    from PIL import Image
+
+    return Image.new("RGB", (64, 64), (120, 160, 90))

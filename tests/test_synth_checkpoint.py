@@ -67,8 +67,8 @@ def test_shipped_checkpoint_reads_peoples_wording_and_refuses_absent_objects(pip
     from reasonbrain.synthworld.accuracy import is_correct
     from reasonbrain.synthworld.dataset import sample_matching
 
-    if pipe.model.frce.object_head is None:
-        pytest.skip("this checkpoint has no region recogniser")
+    if pipe.model.recogniser is None:
+        pytest.skip("this checkpoint has no scene recogniser")
     right = 0
     for i, (tid, text) in enumerate(READING):
         s = sample_matching(tid, f"ci-reading-{i}", exclude=["glass"])

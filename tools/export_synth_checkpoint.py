@@ -155,7 +155,9 @@ def _read_run(run: str) -> dict:
 def _read_reader_run(run: str, checkpoint: str) -> dict:
     with open(os.path.join(run, "summary.json"), encoding="utf-8") as f:
         summary = json.load(f)
-    return {"run": run, "checkpoint": checkpoint, "summary": summary}
+    rec_path = os.path.join(checkpoint, "recogniser_summary.json")
+    recogniser = json.load(open(rec_path, encoding="utf-8")) if os.path.exists(rec_path) else None
+    return {"run": run, "checkpoint": checkpoint, "summary": summary, "recogniser": recogniser}
 
 
 def _reading_text(reader: dict | None, freeform: dict | None, number: int) -> str:
@@ -163,6 +165,7 @@ def _reading_text(reader: dict | None, freeform: dict | None, number: int) -> st
     if reader is None:
         return ""
     cfg = reader["summary"]["config"]
+    rec = reader.get("recogniser") or {}
     text = (f"{number}. Reading people's wording (`python -m reasonbrain.training.distill_reader`, "
             f"`configs/distill_synth_reader.json`): E_T is replaced by an InstructionReader over the frozen "
             f"`{cfg['table']}` token table that the pinned `wordllama` wheel ships (referenced by package, version and "
@@ -173,8 +176,11 @@ def _reading_text(reader: dict | None, freeform: dict | None, number: int) -> st
             f"families only) {cfg['rephrase_probability']:.0%} of the time; its object token comes from binding its "
             f"own wording, as at inference. {reader['summary']['steps']} steps, batch {cfg['batch_size']}, AdamW lr "
             f"{cfg['learning_rate']} (cosine), {cfg['train_images']} training images, "
-            f"{reader['summary']['seconds'] / 60:.0f} min on CPU. The FRCE's region recogniser (which objects the "
-            f"picture holds, for binding and for \"not in this picture\") is a linear head fitted on the same images. "
+            f"{reader['summary']['seconds'] / 60:.0f} min on CPU. The SceneRecogniser (which objects the picture holds, "
+            f"for binding and for \"not in this picture\"; `python -m reasonbrain.training.train_recogniser`) is a "
+            f"small CNN trained apart on {rec.get('images', '?')} rendered scene images in {rec.get('seconds', 0) / 60:.0f} "
+            f"min; on the validation split's sources it lists {rec.get('validation', {}).get('recall', 0):.1%} of the "
+            f"objects present and {rec.get('validation', {}).get('false_presence', 0):.1%} of the absent ones. "
             f"Exported: `{reader['checkpoint']}` (chosen on the validation split).")
     if freeform:
         rows = "\n".join(f"| {k} | {v['n']} | {v['freeform']:.1f} % | {v['generator']:.1f} % |"

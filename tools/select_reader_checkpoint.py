@@ -3,7 +3,7 @@
     python tools/select_reader_checkpoint.py runs/synth_reader/checkpoint-00* [--data-dir data/synth] [--stride 2]
 
 Per checkpoint: reasoning accuracy on validation records with their own wording and with a rephrasing in the
-training families (``reasonbrain.training.distill_reader.validate``), and how often the region recogniser sees
+training families (``reasonbrain.training.distill_reader.validate``), and how often the scene recogniser sees
 every object of the scene (a missed object would become a wrong "not in this picture"). Prints a table.
 """
 
@@ -21,20 +21,13 @@ from reasonbrain.training.distill_reader import DistillConfig, validate
 
 
 def recogniser_recall(pipe: ReasonBrainEditPipeline, records: list) -> float:
-    """Share of scene objects (by name) that the recogniser lists, over the records' source images."""
+    """Share of scene objects (by name) that the scene recogniser lists, over the records' source images."""
     from reasonbrain.image_io import load_image, prepare_image, tensor_to_pil
-    from reasonbrain.regions import masks_to_feature_grid, pad_regions
 
-    model = pipe.model
     seen = total = 0
     for r in records:
-        pixels, _ = prepare_image(load_image(str(r.path(r.src_image))), model.config.resolution)
-        image = tensor_to_pil(pixels)
-        regions = pipe.region_proposer(image)
-        masks, valid = pad_regions([masks_to_feature_grid(regions, (model.grid_size,) * 2)], model.config.frce.max_regions)
-        with torch.no_grad():
-            _, feats = model.mllm.encode_image(pixels[None])
-        names = {e.name for e in pipe.recognise_objects(image, regions, feats, masks, valid) or []}
+        pixels, _ = prepare_image(load_image(str(r.path(r.src_image))), pipe.model.config.resolution)
+        names = {e.name for e in pipe.recognise_objects(pixels[None], tensor_to_pil(pixels)) or []}
         for o in r.scene.objects:
             total += 1
             seen += o.name in names
@@ -56,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.checkpoints:
         pipe = ReasonBrainEditPipeline.from_pretrained(path)
         acc = validate(pipe.model, records, cfg, pipe.region_proposer, VOCABULARY)
-        recall = recogniser_recall(pipe, records) if pipe.model.frce.object_head is not None else float("nan")
+        recall = recogniser_recall(pipe, records) if pipe.model.recogniser is not None else float("nan")
         print(f"| {path} | {acc['accuracy_own']:.1f} % | {acc['accuracy_rephrased']:.1f} % | {recall:.1f} % |",
               flush=True)
     return 0

@@ -48,7 +48,6 @@ class FineGrainedReasoningCues(ModelMixin, ConfigMixin):
         use_patch_branch: bool = True,
         use_region_branch: bool = True,
         use_id_controller: bool = True,
-        object_names: list[str] | None = None,
     ) -> None:
         super().__init__()
         if not (use_patch_branch or use_region_branch):
@@ -75,12 +74,6 @@ class FineGrainedReasoningCues(ModelMixin, ConfigMixin):
             self.id_controller = IDController(dim=hidden_size, num_heads=num_heads, ff_mult=ff_mult)
             self.r_t_to_llm = nn.Linear(hidden_size, llm_hidden_size)
         self.r_v_to_llm = nn.Linear(hidden_size, llm_hidden_size)
-        # region recogniser (needs the region branch): which object each region shows, or none (the last class)
-        self.object_head = None
-        if object_names:
-            if not use_region_branch:
-                raise ValueError("frce.object_names (the region recogniser) needs the region branch")
-            self.object_head = nn.Linear(hidden_size, len(object_names) + 1)
 
     @property
     def num_patch_tokens(self) -> int:
@@ -159,13 +152,6 @@ class FineGrainedReasoningCues(ModelMixin, ConfigMixin):
         pooled = masks @ image_features / area.clamp(min=1e-6)  # (B, R, Dv) masked average pooling
         r_global = self.region_proj(pooled) + self.region_geometry(_mask_geometry(masks, g))
         return self.region_extractor(r_global, padding_mask=~region_valid)  # (B, R, D)
-
-    def recognise(self, image_features: torch.Tensor, region_masks: torch.Tensor,
-                  region_valid: torch.Tensor) -> torch.Tensor:
-        """Class probabilities per region over ``object_names`` + "none": (B, R, n + 1)."""
-        if self.object_head is None:
-            raise ValueError("this FRCE has no region recogniser (frce.object_names is empty)")
-        return self.object_head(self.region_features(image_features, region_masks, region_valid)).softmax(-1)
 
     def attention_map(self, attention: torch.Tensor, region_masks: torch.Tensor | None) -> torch.Tensor:
         """(B, Lp + R) weights over R_V -> (B, grid, grid): each patch token's weight on its p x p cells plus

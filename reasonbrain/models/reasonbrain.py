@@ -39,6 +39,7 @@ from reasonbrain.models.frce import FineGrainedReasoningCues, FRCEOutput
 from reasonbrain.models.instruction_reader import InstructionReader
 from reasonbrain.models.mllm import ReasonBrainMLLM, add_img_tokens
 from reasonbrain.models.qformer import ReasonQFormer
+from reasonbrain.models.scene_recogniser import SceneRecogniser
 from reasonbrain.pretrained_words import load_table, tokenizer_file
 from reasonbrain.text import normalize_instruction
 
@@ -108,6 +109,7 @@ class ReasonBrainModel(nn.Module):
         conditioning: UNetConditioning,
         unet: UNet2DConditionModel,
         vae: AutoencoderKL,
+        recogniser: SceneRecogniser | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -120,6 +122,9 @@ class ReasonBrainModel(nn.Module):
         self.conditioning = conditioning
         self.unet = unet
         self.vae = vae
+        self.recogniser = recogniser
+        if recogniser is not None:
+            recogniser.requires_grad_(False)  # trained apart (reasonbrain.training.train_recogniser)
         self.text_encoder.requires_grad_(config.text_encoder.trainable)
         self.vae.requires_grad_(False)
 
@@ -232,7 +237,7 @@ class ReasonBrainModel(nn.Module):
                 hidden_size=f.hidden_size, num_heads=f.num_heads, patch_size=f.patch_size,
                 patch_layers=f.patch_layers, region_layers=f.region_layers, max_regions=f.max_regions,
                 ff_mult=f.ff_mult, use_patch_branch=comp.patch_branch, use_region_branch=comp.region_branch,
-                use_id_controller=comp.id_controller, object_names=list(f.object_names) or None,
+                use_id_controller=comp.id_controller,
             )
         q = config.qformer
         qformer = make(
@@ -255,9 +260,12 @@ class ReasonBrainModel(nn.Module):
             in_channels=in_ch, cross_attention_dim=cad, guidance_dim=q.hidden_size, grid_size=grid,
             use_visual=comp.visual_enhancer, use_text=comp.text_enhancer, use_grounding=comp.grounding_map,
         )
+        rc = config.recogniser
+        recogniser = (make("recogniser", SceneRecogniser, object_names=list(rc.object_names),
+                           channels=list(rc.channels)) if rc.object_names else None)
         return cls(
             config=config, mllm=mllm, text_encoder=text_encoder, text_tokenizer=text_tokenizer, frce=frce,
-            qformer=qformer, cme=cme, conditioning=conditioning, unet=unet, vae=vae,
+            qformer=qformer, cme=cme, conditioning=conditioning, unet=unet, vae=vae, recogniser=recogniser,
         )
 
     # ------------------------------------------------------------------------------------------------------
@@ -281,7 +289,7 @@ class ReasonBrainModel(nn.Module):
         if not cfg.diffusion.vae_pretrained:
             self.vae.save_pretrained(os.path.join(folder, "vae"))
         self.unet.save_pretrained(os.path.join(folder, "unet"))
-        for name in ("frce", "qformer", "cme", "conditioning"):
+        for name in ("frce", "qformer", "cme", "conditioning", "recogniser"):
             module = getattr(self, name)
             if module is not None:
                 module.save_pretrained(os.path.join(folder, name))

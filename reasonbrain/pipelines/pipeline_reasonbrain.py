@@ -39,7 +39,6 @@ from reasonbrain.text import normalize_instruction
 logger = logging.getLogger(__name__)
 
 MAX_INSTRUCTION_CHARS = 1000
-RECOGNISED = 0.25  # a region shows an object class at this probability or more (recognise_objects)
 MAX_STEPS = 1000
 MAX_GUIDANCE = 50.0
 ProgressCallback = Callable[[int, int], None]  # (steps done, total steps)
@@ -74,7 +73,7 @@ class ReasonBrainEditOutput:
     region_attention: list[float] | None
     patch_attention: list[list[float]] | None
     reasoning: str | None  # the MLLM's reasoning text, on presets that generate one
-    # the objects the model's region recogniser found in the picture (name, colour, position), where it has one;
+    # the objects the model's scene recogniser found in the picture (name, colour, position), where it has one;
     # the instruction is bound among these (and the scene itself)
     scene_objects: list[dict[str, Any]] | None
     timings: dict[str, float]  # seconds per stage
@@ -403,10 +402,10 @@ class ReasonBrainEditPipeline:
                     answers = self._generate(ia_tokens, prompts)
             reasoning = answers.get("reasoning")
 
-            # 6. The referenced object -> object token O: bound among the objects the region recogniser finds
+            # 6. The referenced object -> object token O: bound among the objects the scene recogniser finds
             #    (an object the picture lacks raises ObjectNotInImageError, a user's mistake)
             with timer.stage("referring"):
-                scene = self.recognise_objects(model_image, regions, image_features, grid_masks, valid)
+                scene = self.recognise_objects(pixels, model_image)
                 obj = self._refer(text, answers.get("referring"), scene)
                 object_token = serialize_object_token(obj)
                 object_token_ids = model.text_tokenizer(object_token, add_special_tokens=False).input_ids
@@ -526,29 +525,26 @@ class ReasonBrainEditPipeline:
         self.scheduler = swap_scheduler(self.scheduler, name)
 
     # --- referring and text generation ----------------------------------------------------------------------
-    def recognise_objects(self, image: PIL.Image.Image, regions: Regions | None, image_features: torch.Tensor,
-                          grid_masks: torch.Tensor | None, valid: torch.Tensor | None) -> list[SceneEntry] | None:
-        """The objects the FRCE's region recogniser sees (name, colour word, left/centre/right), or None when the
-        model has no recogniser. A region counts as every object class it gives probability >= ``RECOGNISED`` (a
-        loose bar: a missed object would turn into a wrong "not in this picture")."""
-        frce = self.model.frce
-        if frce is None or frce.object_head is None or regions is None:
+    def recognise_objects(self, pixels: torch.Tensor, image: PIL.Image.Image) -> list[SceneEntry] | None:
+        """The objects the model's SceneRecogniser finds in ``pixels`` (1, 3, R, R), left to right, with where they
+        are (left / centre / right) and the colour there; None when the model has no recogniser."""
+        recogniser = self.model.recogniser
+        if recogniser is None:
             return None
-        probs = frce.recognise(image_features, grid_masks.to(image_features.device, image_features.dtype),
-                               valid.to(image_features.device))[0].float().cpu()  # (R, n + 1)
-        names = frce.config.object_names
-        pixels = np.asarray(image.convert("RGB"))
-        found: dict[tuple[str, str], SceneEntry] = {}
-        for i in range(regions.num_objects):  # the background region (last) is never an object
-            classes = [c for c in range(len(names)) if float(probs[i, c]) >= RECOGNISED]
-            if not classes:
-                continue
-            mask = regions.masks[i].cpu().numpy()
-            colour = colour_name(np.median(pixels[mask], axis=0)) if mask.any() else None
-            position = horizontal_position(regions.boxes[i].tolist(), image.width)
-            for c in sorted(classes, key=lambda c: -float(probs[i, c])):
-                found.setdefault((names[c], position), SceneEntry(names[c], colour, position))
-        return sorted(found.values(), key=lambda e: ("left", "centre", "right").index(e.position))
+        with self._on_device(recogniser):
+            found = recogniser(pixels.to(recogniser.device, recogniser.dtype))
+        names = recogniser.config.object_names
+        threshold = self.model.config.recogniser.threshold
+        rgb = np.asarray(image.convert("RGB"))
+        cell = rgb.shape[1] / found.grid
+        entries = []
+        for k in torch.nonzero(found.probabilities[0] >= threshold).flatten().tolist():
+            row, col = divmod(int(found.cells[0, k]), found.grid)
+            block = rgb[int(row * cell) : int((row + 1) * cell), int(col * cell) : int((col + 1) * cell)]
+            x = (col + 0.5) * cell
+            entries.append((x, SceneEntry(names[k], colour_name(np.median(block.reshape(-1, 3), axis=0)),
+                                          horizontal_position((x, 0, x, 0), rgb.shape[1]))))
+        return [e for _, e in sorted(entries, key=lambda t: t[0])]
 
     @property
     def similarity(self) -> PhraseSimilarity | None:

@@ -11,7 +11,8 @@ own instruction, and learns to give the UNet the conditioning the teacher gives 
 
     L = sum over (input offset, cross-attention context, V^) of MSE(student, teacher) / Var(teacher)
 
-No UNet forward, so this runs on a CPU. Writes ``output_dir/checkpoint`` (a pipeline folder), ``metrics.csv``,
+No UNet forward, so this runs on a CPU. The SceneRecogniser (which objects a picture holds) is trained apart
+(``reasonbrain.training.train_recogniser``). Writes ``output_dir/checkpoint`` (a pipeline folder), ``metrics.csv``,
 ``validation.csv`` (reasoning accuracy on validation records, with their own and with rephrased wording: the
 checkpoint is chosen on these) and ``state.pt`` (for ``--resume``).
 """
@@ -114,61 +115,6 @@ def student_object(text: str, record, similarity) -> str:
         return serialize_object_token(None)
 
 
-def _object_names() -> list[str]:
-    from reasonbrain.synthworld import VOCABULARY
-
-    return sorted(set(VOCABULARY.canonical.values()) - {VOCABULARY.scene_level})
-
-
-OBJECT_NAMES = _object_names()
-
-
-def region_labels(regions, record, min_cover: float = 0.5) -> list[int]:
-    """Per region: the index (in OBJECT_NAMES) of the scene object whose box holds most of it, or len(names)
-    ("none": background, or no object covers ``min_cover`` of the region)."""
-    none = len(OBJECT_NAMES)
-    out = []
-    scale = regions.masks.shape[-1] / record.resolution
-    for mask in regions.masks:
-        area = float(mask.sum())
-        best, best_cover = none, min_cover
-        for o in record.scene.objects:
-            if not o.box:
-                continue
-            x0, y0, x1, y1 = (int(round(v * scale)) for v in o.box)
-            cover = float(mask[y0:y1, x0:x1].sum()) / max(area, 1.0)
-            if cover >= best_cover:
-                best, best_cover = OBJECT_NAMES.index(o.name), cover
-        out.append(best)
-    out[-1] = none  # the background region
-    return out
-
-
-def train_recogniser(model: ReasonBrainModel, enc, steps: int = 400, lr: float = 3e-3) -> dict[str, float]:
-    """Fit the FRCE's region recogniser (a linear head over the frozen region features) on the cached images."""
-    frce = model.frce
-    frce.register_to_config(object_names=list(OBJECT_NAMES))
-    frce.object_head = torch.nn.Linear(frce.config.hidden_size, len(OBJECT_NAMES) + 1)
-    with torch.no_grad():
-        feats = torch.cat([frce.region_features(enc.image_features[i : i + 256], enc.masks[i : i + 256],
-                                                enc.valid[i : i + 256]) for i in range(0, len(enc.labels), 256)])
-    n = len(enc.labels)
-    split = int(n * 0.9)  # the last tenth checks it
-    opt = torch.optim.AdamW(frce.object_head.parameters(), lr=lr, weight_decay=1e-4)
-    for _ in range(steps):
-        logits = frce.object_head(feats[:split])
-        loss = F.cross_entropy(logits.flatten(0, 1), enc.labels[:split].flatten())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    frce.object_head.requires_grad_(False)
-    with torch.no_grad():
-        pred = frce.object_head(feats[split:]).argmax(-1)
-    keep = enc.labels[split:] != -100
-    acc = float((pred[keep] == enc.labels[split:][keep]).float().mean())
-    return {"recogniser_loss": float(loss), "recogniser_region_accuracy": acc}
-
-
 class EncodedImages:
     """Images, region masks and the (frozen) vision encoding of records, computed once."""
 
@@ -177,18 +123,13 @@ class EncodedImages:
         from reasonbrain.regions import masks_to_feature_grid, pad_regions
 
         cfg = model.config
-        pixels, grids, labels = [], [], []
+        pixels, grids = [], []
         for r in records:
             pil = load_image(str(r.path(r.src_image)))
             px, _ = prepare_image(pil, cfg.resolution)
             pixels.append(px)
             regions = proposer(pil.convert("RGB").resize((cfg.resolution,) * 2))
             grids.append(masks_to_feature_grid(regions, (model.grid_size, model.grid_size)))
-            labels.append(region_labels(regions, r))
-        self.names = OBJECT_NAMES
-        self.labels = torch.full((len(records), cfg.frce.max_regions), -100, dtype=torch.long)  # -100: padding
-        for i, lab in enumerate(labels):
-            self.labels[i, : len(lab)] = torch.tensor(lab)
         self.pixels = torch.stack(pixels)  # (N, 3, R, R)
         self.masks, self.valid = pad_regions(grids, cfg.frce.max_regions)  # (N, R, g, g), (N, R)
         ia, feats = [], []
@@ -296,22 +237,22 @@ def distill(cfg: DistillConfig, resume: bool = False) -> dict[str, Any]:
     val_records = [r for r in load_split(cfg.data_dir, "val") if r.chain_id is None][: cfg.val_samples]
     start = time.perf_counter()
     cache = os.path.join(cfg.output_dir, "encoded.pt")
+    objects = [serialize_object_token(extract_referenced_object(r.instruction, VOCABULARY)) for r in train_records]
     if os.path.exists(cache):
-        enc, targets = torch.load(cache, weights_only=False)
+        enc, targets = EncodedImages.__new__(EncodedImages), TeacherTargets.__new__(TeacherTargets)
+        saved = torch.load(cache)
+        enc.__dict__.update(saved["images"])
+        targets.own, targets.empty = saved["own"], saved["empty"]
     else:
         enc = EncodedImages(teacher, train_records, proposer)
-        objects = [serialize_object_token(extract_referenced_object(r.instruction, VOCABULARY)) for r in train_records]
         targets = TeacherTargets(teacher, enc, train_records, objects)
-        torch.save((enc, targets), cache + ".tmp")
+        torch.save({"images": vars(enc), "own": targets.own, "empty": targets.empty}, cache + ".tmp")
         os.replace(cache + ".tmp", cache)
     logger.info("encoded %d training images and their teacher targets in %.0f s", len(train_records),
                 time.perf_counter() - start)
     from reasonbrain.binding import PhraseSimilarity
 
     similarity = PhraseSimilarity(cfg.table)
-    recogniser = train_recogniser(student, enc)
-    student.config.frce.object_names = list(OBJECT_NAMES)
-    logger.info("region recogniser: %s", recogniser)
 
     params = [p for p in reader.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
