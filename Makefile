@@ -57,6 +57,8 @@ synth-checkpoint: $(STAMP)
 	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage8.json
 	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage9.json
 	$(BIN)/python -m reasonbrain.training.distill_reader --config configs/distill_synth_reader.json --resume
+	$(BIN)/python -m reasonbrain.training.train_recogniser --checkpoint runs/synth_reader/checkpoint \
+		--out runs/synth_reader/checkpoint
 	$(BIN)/python benchmarks/freeform_eval.py --checkpoint runs/synth_reader/checkpoint \
 		--json-out runs/synth_reader/freeform.json
 	$(BIN)/python tools/export_synth_checkpoint.py --run runs/synth_stage9 --previous-run runs/synth \
