@@ -20,7 +20,6 @@ checkpoint is chosen on these) and ``state.pt`` (for ``--resume``).
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import logging
@@ -212,20 +211,11 @@ def validate(student: ReasonBrainModel, records: list, cfg: DistillConfig, propo
     return out
 
 
-def _append_csv(path: str, row: dict[str, Any]) -> None:
-    new = not os.path.exists(path)
-    with open(path, "a", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            w.writeheader()
-        w.writerow(row)
-
-
 def distill(cfg: DistillConfig, resume: bool = False) -> dict[str, Any]:
     from reasonbrain.regions import build_region_proposer
     from reasonbrain.synthworld import VOCABULARY
     from reasonbrain.synthworld.dataset import load_split
-    from reasonbrain.training.train import save_checkpoint
+    from reasonbrain.training.train import append_csv, save_checkpoint
 
     torch.manual_seed(cfg.seed)
     os.makedirs(cfg.output_dir, exist_ok=True)
@@ -294,7 +284,7 @@ def distill(cfg: DistillConfig, resume: bool = False) -> dict[str, Any]:
         if step % cfg.log_every == 0:
             row = {"step": step, "seconds": round(time.perf_counter() - t0, 1), "lr": sched.get_last_lr()[0],
                    **{k: round(float(v.detach()), 5) for k, v in losses.items()}}
-            _append_csv(os.path.join(cfg.output_dir, "metrics.csv"), row)
+            append_csv(os.path.join(cfg.output_dir, "metrics.csv"), row)
             logger.info("%s", row)
         if step % cfg.save_every == 0 or step == cfg.max_steps:
             torch.save({"reader": reader.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
@@ -304,7 +294,7 @@ def distill(cfg: DistillConfig, resume: bool = False) -> dict[str, Any]:
             save_checkpoint(student, os.path.join(cfg.output_dir, f"checkpoint-{step:06d}"))
         if step % cfg.val_every == 0 or step == cfg.max_steps:
             metrics = {"step": step, **validate(student, val_records, cfg, proposer, VOCABULARY)}
-            _append_csv(os.path.join(cfg.output_dir, "validation.csv"), metrics)
+            append_csv(os.path.join(cfg.output_dir, "validation.csv"), metrics)
             logger.info("validation %s", metrics)
     summary = {"steps": step, "seconds": round(seconds_before + time.perf_counter() - t0, 1), "teacher": cfg.teacher,
                "train_images": len(train_records), "config": dataclasses.asdict(cfg)}

@@ -256,7 +256,7 @@ def plot_losses(metrics_csv: str, out_png: str) -> None:
     plt.close(fig)
 
 
-def _append_csv(path: str, row: dict[str, Any]) -> None:
+def append_csv(path: str, row: dict[str, Any]) -> None:
     new = not os.path.exists(path)
     with open(path, "a", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(row))
@@ -342,7 +342,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             row = {"step": step, **{k: round(v.item(), 6) for k, v in losses.items()},
                    "lr": lr_scheduler.get_last_lr()[0], "elapsed_s": round(time.time() - start, 1)}
             if accelerator.is_main_process:
-                _append_csv(metrics_csv, row)
+                append_csv(metrics_csv, row)
             logger.info("step %d %s", step, row)
         out_of_time = (cfg.max_wall_time_s is not None and time.time() - start > cfg.max_wall_time_s) or (
             cfg.stop_after_steps is not None and step >= cfg.stop_after_steps)
@@ -352,7 +352,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         last = step == cfg.max_steps or out_of_time
         if accelerator.is_main_process and (step % cfg.val_every == 0 or last):
             last_val = validate(unwrapped, proposer, vocabulary, cfg, step, cfg.output_dir)
-            _append_csv(val_csv, last_val)
+            append_csv(val_csv, last_val)
             logger.info("validation %s", last_val)
         if step % cfg.save_every == 0 or last:
             accelerator.wait_for_everyone()
