@@ -14,6 +14,8 @@ model's own scene recogniser at inference, from the record while training):
    is refused; a phrase found elsewhere is refused only when it matches nothing the world knows at all;
 4. no noun phrase ("make it night", "what if it melted"): no object; the model reads the whole instruction.
 
+``scene=None`` (a model without a recogniser): steps 1 and 3 over every name the world knows, and nothing is refused.
+
 The text is read through ``normalize_instruction`` (the same normalisation the model's text side reads).
 ``BIND_THRESHOLD`` (0.4) was set on a calibration list of everyday objects that the world does not have (lamp,
 shoe, clock, bicycle, cat, spoon, television, pillow, hat, kettle, sofa, fork: best match at most 0.35) against
@@ -50,6 +52,7 @@ class SceneEntry:
     name: str
     colour: str | None = None
     position: str | None = None
+    confident: bool = True  # False: possibly there (an instruction naming it is not refused), not listed as seen
 
     def describe(self) -> str:
         head = " ".join(x for x in (self.colour, self.name) if x)
@@ -125,15 +128,17 @@ def bind_instruction(text: str, vocabulary: Vocabulary, scene: Sequence[SceneEnt
                      similarity: PhraseSimilarity | None) -> ReferencedObject:
     """The object ``text`` is about, among ``scene`` (see the module docstring); ``scene=None``: the parser alone."""
     low = normalize_instruction(text)
-    if scene is None:
+    if scene is None and similarity is None:
         return extract_referenced_object(low, vocabulary)
     level = vocabulary.scene_level
-    present = {e.name for e in scene} | ({level} if level else set())
+    # without a scene every name the world knows is a candidate, and nothing is refused
+    present = ({e.name for e in scene} if scene is not None else set(vocabulary.canonical.values())) | (
+        {level} if level else set())
     mentions = vocabulary.mentions(low)
     for m in mentions:
         if vocabulary.canonical[m.group(0)] in present:
             return reference_at(low, vocabulary, m)
-    listed = [e.describe() for e in scene]
+    listed = [e.describe() for e in scene if e.confident] if scene is not None else []
     if mentions:
         raise ObjectNotInImageError(mentions[0].group(0), listed)
     if similarity is None:
@@ -157,4 +162,6 @@ def bind_instruction(text: str, vocabulary: Vocabulary, scene: Sequence[SceneEnt
     if score >= BIND_THRESHOLD:
         return ReferencedObject(name=name, phrase=subject.phrase, attributes=dict(subject.attributes),
                                 source="similarity")
+    if scene is None:
+        return ReferencedObject(name=None, phrase="")
     raise ObjectNotInImageError(subject.name, listed)

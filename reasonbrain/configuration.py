@@ -131,7 +131,10 @@ class RecogniserConfig:
 
     object_names: list[str] = field(default_factory=list)
     channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])
-    threshold: float = 0.5  # an object counts as present at this probability or more
+    threshold: float = 0.5  # an object counts as present (and is listed) at this probability or more
+    # an instruction naming an object is refused only below this probability: the model's own blurrier outputs
+    # (multi-hop chains) must not turn a faint object into "not in this picture"
+    absent_below: float = 0.05
 
 
 @dataclass
@@ -141,6 +144,9 @@ class PipelineDefaults:
     image_guidance_scale: float = 1.5
     referring: str = "parser"  # "parser" | "mllm"
     referring_vocabulary: str | None = None  # "synthworld": the synthetic world's object names for the parser
+    # a pretrained table (reasonbrain.pretrained_words) whose embeddings bind unseen wording to the vocabulary's
+    # names; a text encoder's own pretrained_table is used when it has one
+    binding_table: str | None = None
 
 
 _SECTIONS = {

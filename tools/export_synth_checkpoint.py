@@ -163,7 +163,7 @@ def _read_reader_run(run: str, checkpoint: str) -> dict:
 def _reading_text(reader: dict | None, freeform: dict | None, number: int) -> str:
     """The reading phase (distillation into the InstructionReader) and the free-form benchmark, for the card."""
     if reader is None:
-        return ""
+        return _freeform_text(freeform)
     cfg = reader["summary"]["config"]
     rec = reader.get("recogniser") or {}
     text = (f"{number}. Reading people's wording (`python -m reasonbrain.training.distill_reader`, "
@@ -182,16 +182,21 @@ def _reading_text(reader: dict | None, freeform: dict | None, number: int) -> st
             f"min; on the validation split's sources it lists {rec.get('validation', {}).get('recall', 0):.1%} of the "
             f"objects present and {rec.get('validation', {}).get('false_presence', 0):.1%} of the absent ones. "
             f"Exported: `{reader['checkpoint']}` (chosen on the validation split).")
-    if freeform:
-        rows = "\n".join(f"| {k} | {v['n']} | {v['freeform']:.1f} % | {v['generator']:.1f} % |"
-                         for k, v in freeform["by_category"].items())
-        text += (f"\n\n### Hand-written instructions (`benchmarks/freeform`, never trained on or used to choose)\n\n"
-                 f"| category | n | hand-written | generator's phrasing, same scenes |\n|---|---:|---:|---:|\n{rows}\n"
-                 f"| **overall** | {freeform['n_edits']} | **{freeform['overall']:.1f} %** | "
-                 f"{freeform['generator_overall']:.1f} % |\n\nInstructions naming an object the picture lacks: "
-                 f"{freeform['absent_refused']:.1f} % answered \"There is no ... in this picture\" "
-                 f"({freeform['n_absent']}); false refusals on the rest: {freeform['false_refusals']:.1f} %.")
-    return text
+    return text + ("\n\n" + _freeform_text(freeform) if freeform else "")
+
+
+def _freeform_text(freeform: dict | None) -> str:
+    """The free-form benchmark's table (``benchmarks/freeform_eval.py --json-out``), for the card."""
+    if not freeform:
+        return ""
+    rows = "\n".join(f"| {k} | {v['n']} | {v['freeform']:.1f} % | {v['generator']:.1f} % |"
+                     for k, v in freeform["by_category"].items())
+    return (f"### Hand-written instructions (`benchmarks/freeform`, never trained on or used to choose)\n\n"
+            f"| category | n | hand-written | generator's phrasing, same scenes |\n|---|---:|---:|---:|\n{rows}\n"
+            f"| **overall** | {freeform['n_edits']} | **{freeform['overall']:.1f} %** | "
+            f"{freeform['generator_overall']:.1f} % |\n\nInstructions naming an object the picture lacks: "
+            f"{freeform['absent_refused']:.1f} % answered \"There is no ... in this picture\" "
+            f"({freeform['n_absent']}); false refusals on the rest: {freeform['false_refusals']:.1f} %.")
 
 
 def _minutes_text(seconds: float) -> str:

@@ -79,16 +79,19 @@ def evaluate_chains(pipe, data_dir: str, *, limit: int | None = None, seed: int 
     by_depth: dict[int, list[bool]] = {}
     for c_i, chain in enumerate(tqdm(chains, desc="edit chains", disable=not progress)):
         steps = chain.steps
-        try:
-            outs = pipe.chain(str(steps[0].path(steps[0].src_image)), [s.instruction for s in steps],
-                              seed=seed + 100 * c_i, num_inference_steps=num_inference_steps)
-        except ObjectNotInImageError:  # a refusal mid-chain: the chain counts as wrong from the first step
-            outs = []
-        for depth, rec in enumerate(steps, 1):
-            out = outs[depth - 1] if depth <= len(outs) else None
-            ok = out is not None and is_correct(out.images[0], rec.path(rec.tgt_image),
-                                                [rec.path(a.image) for a in rec.alternatives])
-            by_depth.setdefault(depth, []).append(ok)
+        current: object = str(steps[0].path(steps[0].src_image))
+        for depth, rec in enumerate(steps, 1):  # as pipe.chain, step by step: a refusal fails this step and later
+            try:  # ones, and keeps the earlier steps' results
+                out = pipe(current, rec.instruction, seed=seed + 100 * c_i + depth - 1,
+                           num_inference_steps=num_inference_steps)
+            except ObjectNotInImageError:
+                by_depth.setdefault(depth, []).append(False)
+                for later in range(depth + 1, len(steps) + 1):
+                    by_depth.setdefault(later, []).append(False)
+                break
+            current = out.images[0]
+            by_depth.setdefault(depth, []).append(is_correct(current, rec.path(rec.tgt_image),
+                                                             [rec.path(a.image) for a in rec.alternatives]))
     return {f"{d}-step": sum(v) / len(v) for d, v in sorted(by_depth.items())} | {
         "chains": len(chains), "count_per_depth": {d: len(v) for d, v in sorted(by_depth.items())}}
 

@@ -491,7 +491,7 @@ class ReasonBrainEditPipeline:
             region_attention=region_attention,
             patch_attention=patch_attention,
             reasoning=reasoning,
-            scene_objects=[dataclasses.asdict(e) for e in scene] if scene is not None else None,
+            scene_objects=[dataclasses.asdict(e) for e in scene if e.confident] if scene is not None else None,
             timings={k_: round(v, 4) for k_, v in timer.timings.items()},
             detailed_timings={"conditioning": dict(timer.substages), "denoise_steps": list(timer.steps)}
             if detailed_timings else None,
@@ -534,22 +534,25 @@ class ReasonBrainEditPipeline:
         with self._on_device(recogniser):
             found = recogniser(pixels.to(recogniser.device, recogniser.dtype))
         names = recogniser.config.object_names
-        threshold = self.model.config.recogniser.threshold
+        rc = self.model.config.recogniser
+        probabilities = found.probabilities[0].float().cpu()
         rgb = np.asarray(image.convert("RGB"))
         cell = rgb.shape[1] / found.grid
         entries = []
-        for k in torch.nonzero(found.probabilities[0] >= threshold).flatten().tolist():
+        for k in torch.nonzero(probabilities >= rc.absent_below).flatten().tolist():
             row, col = divmod(int(found.cells[0, k]), found.grid)
             block = rgb[int(row * cell) : int((row + 1) * cell), int(col * cell) : int((col + 1) * cell)]
             x = (col + 0.5) * cell
             entries.append((x, SceneEntry(names[k], colour_name(np.median(block.reshape(-1, 3), axis=0)),
-                                          horizontal_position((x, 0, x, 0), rgb.shape[1]))))
+                                          horizontal_position((x, 0, x, 0), rgb.shape[1]),
+                                          confident=bool(probabilities[k] >= rc.threshold))))
         return [e for _, e in sorted(entries, key=lambda t: t[0])]
 
     @property
     def similarity(self) -> PhraseSimilarity | None:
         """Phrase similarity over the text encoder's pretrained table (binding unseen wording), when it has one."""
-        table = self.model.config.text_encoder.pretrained_table
+        cfg = self.model.config
+        table = cfg.text_encoder.pretrained_table or cfg.defaults.binding_table
         if table and self._similarity is None:
             self._similarity = PhraseSimilarity(table)
         return self._similarity
@@ -557,7 +560,7 @@ class ReasonBrainEditPipeline:
     def _refer(self, text: str, mllm_answer: str | None, scene: list[SceneEntry] | None = None) -> ReferencedObject:
         """The object the instruction is bound to among ``scene`` (``reasonbrain.binding``), or (referring="mllm")
         the object the MLLM named."""
-        if self.vocabulary is not None and scene is not None:
+        if self.vocabulary is not None:
             parsed = bind_instruction(text, self.vocabulary, scene, self.similarity)
         else:
             parsed = extract_referenced_object(normalize_instruction(text), self.vocabulary)
