@@ -68,7 +68,7 @@ synth-checkpoint: $(STAMP)
 synth-reader: $(STAMP)
 	$(BIN)/python -m reasonbrain.training.distill_reader --config configs/distill_synth_reader.json --resume
 	$(BIN)/python -m reasonbrain.training.train_recogniser --checkpoint runs/synth_reader/checkpoint \
-		--out runs/synth_reader/checkpoint
+		--out runs/synth_reader/checkpoint --epochs 5 --vae-share 0.5
 	$(BIN)/python tools/select_reader_checkpoint.py runs/synth_reader/checkpoint --stride 6
 	$(BIN)/python benchmarks/freeform_eval.py --checkpoint runs/synth_reader/checkpoint \
 		--json-out runs/synth_reader/freeform.json
