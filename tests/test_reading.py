@@ -110,6 +110,25 @@ def test_rephrase_keeps_held_out_families_out_of_training():
     assert "could you show what happens if" in test or "picture " in test
 
 
+def test_story_transformations_are_told_many_ways_with_the_last_of_each_held_out():
+    from reasonbrain.synthworld import language
+    from reasonbrain.synthworld.world import TRANSFORMATIONS
+
+    rng = random.Random(1)
+    for tr in (t for t in TRANSFORMATIONS if t.stories):
+        assert len(language.STORY_PARAPHRASES[tr.id]) >= 5, tr.id
+        ref = "the thing"
+        train = {normalize_instruction(language.rephrase(transformation=tr.id, ref=ref, rng=rng, split="train"))
+                 for _ in range(400)}
+        held = normalize_instruction(language.STORY_PARAPHRASES[tr.id][-1].format(ref=ref)).rstrip(".")
+        assert not any(held in t for t in train), tr.id
+        told = [normalize_instruction(s.format(ref=ref)).rstrip(".") for s in language.STORY_PARAPHRASES[tr.id][:-1]]
+        assert sum(any(s in t for t in train) for s in told) >= len(told) - 1, tr.id  # the paraphrases are used
+        if tr.id in language.COMMANDS:  # an outcome of its own: other families too
+            assert any(normalize_instruction(c.format(ref=ref)) in " ".join(train)
+                       for c in language.COMMANDS[tr.id][:-1]), tr.id
+
+
 def test_reader_model_round_trips_and_feeds_the_mllm(tmp_path):
     from reasonbrain.models.instruction_reader import InstructionReader
     from reasonbrain.models.reasonbrain import ReasonBrainModel

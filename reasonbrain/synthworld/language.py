@@ -6,13 +6,14 @@
   with the transformation's own conditions or their paraphrases (``CONDITION_PARAPHRASES``);
 * ``command``: an imperative ("leave {ref} in the hot sun for an hour", "light {ref}");
 * ``outcome``: a bare outcome ("{name} melted", "night");
-* ``story``: the transformation's narratives (story category), with a frame or none;
+* ``story``: the transformation's narratives (story category) and their paraphrases (``STORY_PARAPHRASES``), with
+  a frame or none; story transformations whose outcome is their own also take the other families;
 
 then, independently: synonyms and descriptions for the object (``KIND_DESCRIPTIONS``), scene-level references for
 the sky ("this place", "the view", "here"), elision ("it") when the object is the only one of its name, politeness
 and filler, and case, punctuation and typo noise.
 
-Families listed in ``HELDOUT_FAMILIES`` (frames, and the last paraphrase of each transformation) are never used by
+Families listed in ``HELDOUT_FAMILIES`` (frames, and the last paraphrase of each list) are never used by
 ``rephrase(..., split="train")``; the test split's rephrasings use only them, so generalisation is measured on
 wording the model never read. The hand-written free-form set (``benchmarks/freeform``) is separate and never used
 here.
@@ -106,6 +107,18 @@ CONDITION_PARAPHRASES: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "bucket_dent": ("got whacked with a hammer", "was crushed by a heavy wheel", "was stamped on",
                     "got badly bashed"),
     "ice_cream_drop": ("got knocked by an elbow", "was bumped hard", "got jostled", "was nudged by someone"),
+    # story transformations whose outcome no other transformation gives also take clauses, commands and outcomes
+    "balloon_deflate": ("slowly lost its air", "was left for a week after the party", "leaked overnight",
+                        "went soft and saggy"),
+    "apple_bite": ("got bitten", "had a chunk bitten out of it", "was nibbled by someone hungry",
+                   "was tasted by a hungry child"),
+    "paper_crumple": ("got scrunched into a ball", "was crushed in someone's fist", "was screwed up in frustration",
+                      "was balled up and thrown away"),
+    "egg_hatch": ("hatched", "was kept warm by a hen for weeks", "was incubated for three weeks",
+                  "finally cracked open with a chick inside"),
+    "candle_story": ("was lit and left burning all night", "was lit and forgotten until morning",
+                     "burned from dinner until dawn"),
+    "sandcastle_kick": ("got kicked over", "was trampled by a dog", "was stomped on"),
 })
 # imperatives; "{ref}" is the object (the last one of each list is held out)
 COMMANDS: Mapping[str, tuple[str, ...]] = MappingProxyType({
@@ -150,6 +163,13 @@ COMMANDS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "log_split": ("split {ref}", "chop {ref} in half", "take an axe to {ref}"),
     "bucket_dent": ("dent {ref}", "bash {ref} with a hammer", "crush {ref}"),
     "ice_cream_drop": ("knock {ref} over", "bump {ref}", "jostle {ref}"),
+    "balloon_deflate": ("let the air out of {ref}", "deflate {ref}", "let {ref} go flat"),
+    "apple_bite": ("take a bite out of {ref}", "bite {ref}", "have a bite of {ref}"),
+    "paper_crumple": ("crumple {ref}", "scrunch up {ref}", "screw {ref} into a ball"),
+    "egg_hatch": ("hatch {ref}", "let {ref} hatch", "incubate {ref} for three weeks"),
+    "candle_story": ("light {ref} and leave it all night", "light {ref} and let it burn down",
+                     "light {ref} and forget about it until morning"),
+    "sandcastle_kick": ("kick {ref}", "knock down {ref}", "stomp on {ref}"),
 })
 # bare outcomes ("{name}" = the object's name or a description); the last one of each list is held out
 OUTCOMES: Mapping[str, tuple[str, ...]] = MappingProxyType({
@@ -194,6 +214,75 @@ OUTCOMES: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "log_split": ("{name} split", "split {name}", "{name} in two"),
     "bucket_dent": ("{name} dented", "dented {name}", "{name} bashed in"),
     "ice_cream_drop": ("{name} dropped", "dropped {name}", "{name} fell off"),
+    "balloon_deflate": ("{name} deflated", "deflated {name}", "{name} shrivelled"),
+    "apple_bite": ("{name} bitten", "bitten {name}", "{name} with a bite missing"),
+    "paper_crumple": ("{name} crumpled", "crumpled {name}", "{name} in a ball"),
+    "egg_hatch": ("{name} hatched", "hatched {name}", "a chick out of {name}"),
+    "candle_story": ("{name} burned all night", "{name} burnt to a stub", "{name} burned down overnight"),
+    "sandcastle_kick": ("{name} kicked over", "{name} knocked down", "{name} trampled"),
+})
+# more narratives for the story transformations, beside the generator's own (the last of each is held out)
+STORY_PARAPHRASES: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "balloon_deflate": ("Nobody has played with {ref} since the party last weekend.",
+                        "{ref} was tied to a chair and left there for ten days.",
+                        "The celebration finished days ago and {ref} has sat in the corner ever since.",
+                        "The kids lost interest in {ref} after the party, and it stayed in the hall for a week.",
+                        "Days after the birthday, {ref} still hangs around the living room, slowly leaking.",
+                        "Ever since the party, {ref} has been left alone in the garden."),
+    "apple_bite": ("A hungry kid grabbed {ref} as a snack after school.",
+                   "Someone peckish picked up {ref} and had a taste.",
+                   "Dad was starving before dinner and spotted {ref}.",
+                   "The horse leaned over the fence and munched on {ref}.",
+                   "My friend couldn't wait for lunch and sank his teeth into {ref}.",
+                   "On her way out, a famished girl helped herself to {ref}."),
+    "paper_crumple": ("The student was furious with the letter written on {ref}.",
+                      "After a terrible first draft, the poet gave up on {ref}.",
+                      "He read {ref} once more and decided it was rubbish.",
+                      "The angry novelist could not stand the words on {ref} any longer.",
+                      "My sister ruined her drawing on {ref} and lost her temper.",
+                      "Annoyed by all the mistakes, the clerk got rid of {ref}."),
+    "egg_hatch": ("A hen kept {ref} warm in her nest for about three weeks.",
+                  "{ref} sat in a warm incubator for twenty-one days.",
+                  "The farmer left {ref} under a broody hen for weeks.",
+                  "Three weeks of warmth from the mother bird passed over {ref}.",
+                  "The chicken never left {ref}, keeping it cosy for weeks.",
+                  "{ref} spent almost a month under a sitting hen."),
+    "candle_story": ("Mum lit {ref} at dinner and it stayed burning all night long.",
+                     "We put a match to {ref} for the party and forgot to put it out.",
+                     "Someone lit {ref} in the evening and left it until sunrise.",
+                     "{ref} was lit for the celebration and kept going through the night.",
+                     "At the anniversary dinner {ref} was lit and never extinguished.",
+                     "They lit {ref} before bed and it burned until breakfast."),
+    "ice_cream_story": ("A girl got {ref} and then forgot it on a sunny bench.",
+                        "The kid put {ref} down on the hot pavement and ran off to play.",
+                        "{ref} was left on the picnic table through the hottest part of the day.",
+                        "My cousin bought {ref}, got busy with football, and the sun kept shining.",
+                        "Nobody ate {ref}; it sat out on a scorching afternoon.",
+                        "A child set {ref} aside to join a game in the summer heat."),
+    "plant_story": ("The flat stood empty for a month, and {ref} went without water.",
+                    "The owners went travelling for weeks and forgot {ref}.",
+                    "{ref} was left behind while everyone was on vacation for a month.",
+                    "Nobody thought about {ref} during the long summer trip.",
+                    "The house was empty for four weeks and {ref} got no water.",
+                    "While the family was abroad for a month, {ref} was ignored."),
+    "glass_story": ("The cat batted {ref} off the table.",
+                    "A playful kitten knocked {ref} off the counter.",
+                    "The dog's tail swept {ref} off the edge of the shelf.",
+                    "My cat walked along the shelf and pushed {ref} over the edge.",
+                    "A curious cat tapped {ref} with its paw, again and again, until it dropped.",
+                    "The kitten chased a fly and sent {ref} tumbling to the floor."),
+    "snowman_story": ("{ref} has stood in the garden since January, and April just turned warm.",
+                      "Weeks after the kids made {ref}, a spell of warm spring weather arrived.",
+                      "Spring came early this year, and {ref} from the winter holidays felt it.",
+                      "{ref} survived all of February, but then came a week of sunshine.",
+                      "Winter ended and a warm week followed for {ref}.",
+                      "Months after it was built, {ref} met the first hot days of spring."),
+    "sandcastle_kick": ("A dog chasing a ball ran right over {ref}.",
+                        "Some kid playing football stumbled into {ref}.",
+                        "A jogger on the beach didn't see {ref} and stepped on it.",
+                        "A puppy bounded across the sand and straight through {ref}.",
+                        "A boy running to the sea kicked {ref} by accident.",
+                        "A galloping dog ploughed into {ref}."),
 })
 _QUESTION_FRAMES = ("what if {clause}?", "what would happen if {clause}?", "how about if {clause}?",
                     "what would it look like if {clause}", "{clause}. what then?", "so {clause}. now what?",
@@ -203,7 +292,9 @@ _STATEMENT_FRAMES = ("{clause}.", "imagine {clause}.", "say {clause}.", "{clause
 _COMMAND_FRAMES = ("{command}", "{command}.", "please {command}", "{command} and show me", "go ahead and {command}",
                    "can you {command}?")
 _OUTCOME_FRAMES = ("{outcome}", "{outcome}.", "show {outcome}", "{outcome} please", "i want {outcome}")
-_STORY_FRAMES = ("{story}", "{story} show it.", "{story} what does it look like now?", "here's the story: {story}")
+_STORY_FRAMES = ("{story}", "{story} show it.", "{story} what does it look like now?", "{story} what now?",
+                 "{story} show me.", "{story} what's left?", "{story} how does it look after?",
+                 "here's the story: {story}")
 _POLITE = ("please", "hey,", "hi!", "ok so", "um,", "quick question:", "just wondering,", "could you help?")
 _TRAILERS = ("thanks!", "thank you", "please", "if you can", ":)", "cheers")
 # held-out families: never in rephrase(split="train"); only in split="test"
@@ -257,23 +348,35 @@ def rephrase(*, transformation: str, ref: str, rng: random.Random, split: str = 
         raise ValueError(f"split must be train, val or test, got {split!r}")
     tr = TRANSFORMATIONS_BY_ID[transformation]
     if family is None:
-        family = "story" if tr.stories else rng.choice(("question", "statement", "command", "outcome", "question"))
+        clause_families = ("question", "statement", "command", "outcome", "question")
+        if tr.stories and (transformation not in COMMANDS or rng.random() < 0.6):
+            family = "story"
+        else:
+            family = rng.choice(clause_families)
     if family == "story":
         if not tr.stories:
             raise ValueError(f"{transformation} has no stories")
-        text = _pick(rng, _STORY_FRAMES, split, "frame").format(story=rng.choice(tr.stories).format(ref=ref))
+        stories = list(tr.stories) + list(_phrases(STORY_PARAPHRASES.get(transformation, ()), split))
+        story = rng.choice(stories).format(ref=ref)
+        text = _pick(rng, _STORY_FRAMES, split, "frame").format(story=story[0].upper() + story[1:])
     elif family in ("question", "statement"):
-        conds = list(tr.conditions) + list(_phrases(CONDITION_PARAPHRASES[transformation], split))
+        conds = list(tr.conditions) + list(_phrases(CONDITION_PARAPHRASES.get(transformation, ()), split))
+        if not conds:
+            raise ValueError(f"{transformation} has no {family} wording")
         clause = f"{ref} {rng.choice(conds)}"
         if tr.kind == "sky" and rng.random() < 0.5:
             clause = f"it {rng.choice(conds)}"
         frames = _QUESTION_FRAMES if family == "question" else _STATEMENT_FRAMES
         text = _pick(rng, frames, split, "frame").format(clause=clause)
     elif family == "command":
+        if transformation not in COMMANDS:
+            raise ValueError(f"{transformation} has no command wording")
         command = rng.choice(_phrases(COMMANDS[transformation], split)).format(ref=ref)
         text = _pick(rng, _COMMAND_FRAMES, split, "frame").format(command=command)
     elif family == "outcome":
         name = re.sub(r"^(the|that|this) ", "", ref)
+        if transformation not in OUTCOMES:
+            raise ValueError(f"{transformation} has no outcome wording")
         outcome = rng.choice(_phrases(OUTCOMES[transformation], split)).format(name=name)
         text = _pick(rng, _OUTCOME_FRAMES, split, "frame").format(outcome=outcome)
     else:
