@@ -235,7 +235,7 @@ def distill(cfg: DistillConfig, resume: bool = False) -> dict[str, Any]:
     objects = [serialize_object_token(extract_referenced_object(r.instruction, VOCABULARY)) for r in train_records]
     if os.path.exists(cache):
         enc, targets = EncodedImages.__new__(EncodedImages), TeacherTargets.__new__(TeacherTargets)
-        saved = torch.load(cache)
+        saved = torch.load(cache, weights_only=False)  # our own cache file
         enc.__dict__.update(saved["images"])
         targets.own, targets.empty = saved["own"], saved["empty"]
     else:
