@@ -52,7 +52,6 @@ class DistillConfig:
     rephrase_probability: float = 0.75  # else the record's own instruction
     empty_probability: float = 0.08  # the CFG branch's empty instruction and object
     init_reader: str | None = None  # a checkpoint whose reader the student starts from (else a new one)
-    encoded_cache: str | None = None  # the cached images and teacher targets (default: output_dir/encoded.pt)
     seed: int = 0
     max_steps: int = 3000
     batch_size: int = 64
@@ -231,7 +230,7 @@ def distill(cfg: DistillConfig, resume: bool = False) -> dict[str, Any]:
     train_records = [r for r in load_split(cfg.data_dir, "train") if r.chain_id is None][: cfg.train_images]
     val_records = [r for r in load_split(cfg.data_dir, "val") if r.chain_id is None][: cfg.val_samples]
     start = time.perf_counter()
-    cache = cfg.encoded_cache or os.path.join(cfg.output_dir, "encoded.pt")
+    cache = os.path.join(cfg.output_dir, "encoded.pt")
     objects = [serialize_object_token(extract_referenced_object(r.instruction, VOCABULARY)) for r in train_records]
     if os.path.exists(cache):
         enc, targets = EncodedImages.__new__(EncodedImages), TeacherTargets.__new__(TeacherTargets)
