@@ -1,7 +1,7 @@
 """Train the SceneRecogniser of a synth checkpoint (which objects the picture holds) on freshly rendered scenes.
 
     python -m reasonbrain.training.train_recogniser --checkpoint runs/synth_reader/checkpoint \
-        --out runs/synth_reader/checkpoint [--samples 20000] [--epochs 6] [--seed 11]
+        --out runs/synth_reader/checkpoint [--samples 20000] [--epochs 6] [--seed 11] [--reuse CHECKPOINT]
 
 Scenes come from the synth world's generator with a seed of their own (train split only), each used twice: as
 rendered and after its transformation (so state nouns such as "puddle" are seen); ``--vae-share`` passes a share
@@ -12,9 +12,11 @@ of them through the checkpoint's VAE, so that the model's own (decoded) outputs 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
+import shutil
 import time
 
 import torch
@@ -74,6 +76,17 @@ def presence_metrics(recogniser, images: torch.Tensor, y: torch.Tensor, threshol
             "images_all_found": float(((p >= threshold) | ~present).all(-1).float().mean())}
 
 
+def reuse_recogniser(model, donor, donor_path: str) -> None:
+    """Give ``model`` the recogniser of ``donor``; it sees what the VAE decodes, so the VAEs must be the same."""
+    if donor.recogniser is None:
+        raise ValueError(f"{donor_path} has no scene recogniser")
+    mine, theirs = model.vae.state_dict(), donor.vae.state_dict()
+    if mine.keys() != theirs.keys() or not all(torch.equal(mine[k], theirs[k]) for k in mine):
+        raise ValueError(f"{donor_path} has another VAE; train a recogniser for this checkpoint instead")
+    model.config = model.config.replace(recogniser=dataclasses.asdict(donor.config.recogniser))
+    model.recogniser = donor.recogniser
+
+
 def main(argv: list[str] | None = None) -> int:
     from reasonbrain.image_io import load_image, prepare_image
     from reasonbrain.models.reasonbrain import ReasonBrainModel
@@ -93,10 +106,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--vae-share", type=float, default=0.0,
                     help="share of training images passed through the checkpoint's VAE (like its own outputs)")
+    ap.add_argument("--reuse", metavar="CHECKPOINT",
+                    help="take the recogniser of CHECKPOINT (trained for the same VAE) instead of training one")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     torch.manual_seed(args.seed)
     model = ReasonBrainModel.from_pretrained(args.checkpoint)
+    if args.reuse:
+        reuse_recogniser(model, ReasonBrainModel.from_pretrained(args.reuse), args.reuse)
+        save_checkpoint(model, args.out)
+        if os.path.exists(summary := os.path.join(args.reuse, "recogniser_summary.json")):
+            shutil.copy(summary, args.out)
+        logger.info("%s now has the recogniser of %s", args.out, args.reuse)
+        return 0
     res, names = model.config.resolution, object_names()
     start = time.perf_counter()
     images, scene_names = rendered_scenes(args.samples, args.seed, res)
