@@ -33,6 +33,7 @@ class InstructionReader(ModelMixin, ConfigMixin):
         num_heads: int = 4,
         ff_mult: int = 2,
         max_length: int = 64,
+        llm_mlp: int = 0,
     ) -> None:
         super().__init__()
         # the pretrained table: frozen, not saved (persistent=False); filled by load_pretrained_table()
@@ -41,7 +42,10 @@ class InstructionReader(ModelMixin, ConfigMixin):
         self.proj = nn.Linear(table_dim, hidden_size)
         self.pos = nn.Parameter(torch.randn(1, max_length, hidden_size) * 0.02)
         self.encoder = TransformerEncoder(dim=hidden_size, num_heads=num_heads, num_layers=num_layers, ff_mult=ff_mult)
-        self.to_llm = nn.Linear(hidden_size, llm_hidden_size)
+        # into the MLLM's space: linear, or (llm_mlp > 0) an MLP with that hidden width, which can reach more of the
+        # d_llm-dimensional space than a linear map of D_t < d_llm states
+        self.to_llm = nn.Linear(hidden_size, llm_hidden_size) if llm_mlp <= 0 else nn.Sequential(
+            nn.Linear(hidden_size, llm_mlp), nn.GELU(), nn.Linear(llm_mlp, llm_hidden_size))
 
     def load_pretrained_table(self) -> InstructionReader:
         """Fill the frozen table from its pinned package (checks package, version and sha256)."""
