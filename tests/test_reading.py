@@ -159,6 +159,22 @@ def test_reader_model_round_trips_and_feeds_the_mllm(tmp_path):
     assert seq["attention_mask"][0].sum() == seq["attention_mask"].shape[1] - 2
 
 
+def test_reader_with_an_mlp_into_the_mllm_space_round_trips(tmp_path):
+    from reasonbrain.models.reasonbrain import ReasonBrainModel
+
+    torch.manual_seed(0)
+    cfg = tiny_config(text_encoder={"pretrained_table": TABLE, "pretrained_model_name_or_path": None,
+                                    "config": {"hidden_size": 32, "num_layers": 1, "num_heads": 4, "max_length": 24,
+                                               "llm_mlp": 48}, "max_length": 24})
+    model = ReasonBrainModel.from_config(cfg).eval()
+    assert isinstance(model.text_encoder.to_llm, torch.nn.Sequential)
+    embeds, keep = model.instruction_embeds(*model.encode_text(["melt the ice"]))
+    assert embeds.shape == (1, 24, model.mllm.hidden_size) and keep[0, :3].all()
+    model.save_pretrained(tmp_path / "ckpt")
+    again, _ = ReasonBrainModel.from_pretrained(tmp_path / "ckpt").instruction_embeds(*model.encode_text(["melt the ice"]))
+    assert torch.allclose(embeds, again, atol=1e-6)
+
+
 def test_freeform_benchmark_covers_the_world_and_builds_its_scenes():
     import sys
     from pathlib import Path
