@@ -348,7 +348,11 @@ def object_markdown(details: Mapping[str, Any], *, step: StepInfo | None = None)
     phrase = obj.get("phrase") or ""
     ids = details.get("object_token_ids") or []
     ids_text = ", ".join(str(i) for i in ids[:48]) + (" …" if len(ids) > 48 else "")
+    from reasonbrain.pipelines.pipeline_reasonbrain import INFERRED_OUTCOME
+
     reasoning = (details.get("reasoning") or "").strip() or EMPTY
+    reasoning_label = ("Reasoning (the model's inferred outcome)" if details.get("reasoning_kind") == INFERRED_OUTCOME
+                       else "Reasoning")
     bound_index = details.get("bound_region")
     bound = region_name(details, bound_index) if isinstance(bound_index, int) else details.get("bound_region_label")
     lines = [
@@ -359,7 +363,7 @@ def object_markdown(details: Mapping[str, Any], *, step: StepInfo | None = None)
         f"**Token ids:** `[{_code(ids_text)}]`",
         f"**Bound region (most attended):** {esc(bound)}" if bound else "**Bound region (most attended):** —",
         *_scene_line(details),
-        f"**Reasoning:** {esc(reasoning)}",
+        f"**{reasoning_label}:** {esc(reasoning)}",
         f"**Seed:** `{details.get('seed', step.seed if step else EMPTY)}`",
     ]
     settings = details.get("settings") or {}

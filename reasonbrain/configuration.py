@@ -34,8 +34,12 @@ class MLLMConfig:
     lora: dict[str, Any] | None = field(default_factory=lambda: {"r": 8, "alpha": 16, "dropout": 0.05})
     freeze_vision_tower: bool = True
     max_instruction_tokens: int = 96
-    generate_reasoning: bool = False  # real presets: let the MLLM write a short reasoning text
+    generate_reasoning: bool = False  # let the MLLM write a short reasoning text (real presets; synth: its outcome)
     reasoning_max_new_tokens: int = 48
+    # A generation-only LoRA on the language model ({"r", "alpha", "dropout", "target_modules"}), trained apart
+    # (reasonbrain.training.train_outcome): it writes the inferred outcome and is never part of the edit's forward.
+    # Needs a fully fine-tuned MLLM (lora null).
+    outcome_adapter: dict[str, Any] | None = None
 
 
 @dataclass
@@ -207,6 +211,13 @@ class ReasonBrainConfig:
             for k in ("r", "alpha"):
                 if int(self.mllm.lora.get(k, 0)) < 1:
                     errors.append(f"mllm.lora.{k} must be a positive integer")
+        if self.mllm.outcome_adapter is not None:
+            for k in ("r", "alpha"):
+                if int(self.mllm.outcome_adapter.get(k, 0)) < 1:
+                    errors.append(f"mllm.outcome_adapter.{k} must be a positive integer")
+            if self.mllm.lora is not None:
+                errors.append("mllm.outcome_adapter needs a fully fine-tuned MLLM: set mllm.lora to null (the outcome "
+                              "adapter shares the language model's weights, which a LoRA-wrapped MLLM does not hold)")
         if self.cme.num_blocks != 5:
             errors.append(f"cme.num_blocks must be 5 (the paper's five hybrid blocks), got {self.cme.num_blocks}")
         for sec, hidden, heads in (

@@ -36,12 +36,15 @@ class RunningApp:
 
 
 @contextlib.contextmanager
-def launch_app(data_dir: str, *, examples: bool = False, demo_seeds: tuple[int, ...] = ()) -> Iterator[RunningApp]:
-    """The app as ``python -m app --preset tiny`` serves it, in this process on a free port (closed after)."""
+def launch_app(data_dir: str, *, examples: bool = False, demo_seeds: tuple[int, ...] = (),
+               checkpoint: str | None = None) -> Iterator[RunningApp]:
+    """The app as ``python -m app --preset tiny`` serves it (or ``--checkpoint checkpoint``), in this process on a
+    free port (closed after)."""
     from app.demo_chains import preload_demo_chains
     from app.ui import create_app, launch_options, queue_options
 
-    settings = Settings(preset="tiny", data_dir=data_dir, port=free_port(), examples=examples)
+    model = {"preset": None, "checkpoint": checkpoint} if checkpoint else {"preset": "tiny"}
+    settings = Settings(**model, data_dir=data_dir, port=free_port(), examples=examples)
     store = Store(settings.db_path, settings.data_dir)
     engine = Engine(settings)
     engine.load()

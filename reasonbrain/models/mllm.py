@@ -6,21 +6,35 @@ E_I is the LLaVA vision tower, IA its multimodal projector (trainable), the lang
 
 from __future__ import annotations
 
+import copy
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 import torch
 import torch.nn.functional as F
-from peft import LoraConfig, PeftModel
+from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
+from safetensors.torch import load_file
 from torch import nn
-from transformers import LlavaForConditionalGeneration, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    LlavaForConditionalGeneration,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 logger = logging.getLogger(__name__)
 
 IMG_TOKEN_FORMAT = "[IMG{}]"
 PLACEHOLDER_TOKEN = "<image>"
+# The outcome adapter's default targets: every linear layer of the language model's blocks, and the generation
+# model's input embedding and output head (the LLaVA model's own are left as they are). A table trained only to
+# predict [IMG] tokens has nearly collinear word rows (synth: mean |cos| 0.95), so words need both.
+OUTCOME_TARGET_MODULES = (r"model\.embed_tokens|lm_head"
+                          r"|model\.layers\.\d+\.(self_attn\.(q_proj|k_proj|v_proj|o_proj)|mlp\.(gate_proj|up_proj|down_proj))")
 
 
 def img_tokens(num: int) -> list[str]:
@@ -75,6 +89,7 @@ class ReasonBrainMLLM(nn.Module):
         self.grid_size = int(vc.image_size // vc.patch_size)
         self.vision_dim = int(vc.hidden_size) * len(self.multiscale_layers)
         self.hidden_size = int(self.base.config.text_config.hidden_size)
+        self.outcome_lm: PeftModel | None = None  # see add_outcome_adapter()
 
     # --- construction ---------------------------------------------------------------------------------------
     @staticmethod
@@ -95,6 +110,52 @@ class ReasonBrainMLLM(nn.Module):
             vlm.resize_token_embeddings(num_tokens)
         if freeze_vision_tower:
             vlm.model.vision_tower.requires_grad_(False)
+
+    # --- the generation-only outcome adapter -------------------------------------------------------------------
+    def add_outcome_adapter(self, settings: dict | None = None, *, path: str | None = None) -> None:
+        """Give the MLLM a generation-only LoRA (a new one from ``settings``, or the one saved in ``path``).
+
+        The adapter lives on its own causal LM whose weights *are* the language model's (the same tensors, no copy):
+        text generation with ``outcome_adapter=True`` runs through it, while the edit's forward (``forward``, the
+        [IMG] tokens) never touches its modules, so edits are bit-identical with and without it. Its LoRA weights
+        are frozen here; ``reasonbrain.training.train_outcome`` trains them.
+        """
+        if self.uses_lora:
+            raise ValueError("an outcome adapter needs a fully fine-tuned MLLM (mllm.lora null); this one is "
+                             "LoRA-wrapped, so its language model's weights are not plain tensors to share")
+        if (settings is None) == (path is None):
+            raise ValueError("give the outcome adapter's settings (a new adapter) or the folder it was saved in")
+        shell = _language_model_sharing_weights(self.base)
+        flags = {id(p): p.requires_grad for p in shell.parameters()}  # peft freezes the shared weights: restore
+        if path is not None:
+            lm = get_peft_model(shell, LoraConfig.from_pretrained(path))
+            result = set_peft_model_state_dict(lm, load_file(os.path.join(path, "adapter_model.safetensors")))
+            missing = [k for k in result.missing_keys if "lora_" in k]
+            if result.unexpected_keys or missing:
+                raise ValueError(f"outcome adapter in {path} does not match the language model: unexpected "
+                                 f"{list(result.unexpected_keys)[:5]}, missing {missing[:5]}")
+        else:
+            lm = get_peft_model(shell, LoraConfig(
+                r=int(settings["r"]), lora_alpha=int(settings["alpha"]),
+                lora_dropout=float(settings.get("dropout", 0.0)),
+                target_modules=settings.get("target_modules", OUTCOME_TARGET_MODULES),
+            ))
+        for p in lm.parameters():
+            p.requires_grad_(flags.get(id(p), False))
+        self.outcome_lm = lm.to(self.base.device)
+
+    def outcome_parameters(self) -> list[nn.Parameter]:
+        """The outcome adapter's own (LoRA) weights."""
+        if self.outcome_lm is None:
+            return []
+        return [p for n, p in self.outcome_lm.named_parameters() if "lora_" in n]
+
+    def save_outcome_adapter(self, folder: str) -> None:
+        """The adapter in PEFT's own format (adapter_config.json + adapter_model.safetensors): its LoRA weights
+        only (the embedding and head it adapts are the language model's, saved with it)."""
+        if self.outcome_lm is None:
+            raise ValueError("this MLLM has no outcome adapter to save")
+        self.outcome_lm.save_pretrained(folder, save_embedding_layers=False)
 
     @property
     def base(self) -> LlavaForConditionalGeneration:
@@ -234,8 +295,10 @@ class ReasonBrainMLLM(nn.Module):
 
     @torch.no_grad()
     def generate_text(self, sequence: dict[str, torch.Tensor], max_new_tokens: int | Sequence[int], *,
-                      cache_implementation: str | None = None) -> list[str]:
+                      cache_implementation: str | None = None, outcome_adapter: bool = False) -> list[str]:
         """Greedy text from the MLLM given a prefix sequence (used for reasoning text and object answers).
+
+        ``outcome_adapter``: generate with the outcome adapter (``add_outcome_adapter``) on.
 
         ``cache_implementation="static"``: transformers' fixed-size KV cache; on CUDA, transformers then compiles
         the decoding step (CUDA graphs), so the first call pays the compilation and later tokens cost less.
@@ -247,7 +310,10 @@ class ReasonBrainMLLM(nn.Module):
         limits = [max_new_tokens] * b if isinstance(max_new_tokens, int) else list(max_new_tokens)
         if len(limits) != b or min(limits) < 1:
             raise ValueError(f"max_new_tokens needs one positive limit per row ({b} rows), got {max_new_tokens!r}")
-        out = self.base.generate(
+        if outcome_adapter and self.outcome_lm is None:
+            raise ValueError("outcome_adapter=True but this MLLM has no outcome adapter")
+        model = self.outcome_lm.get_base_model() if outcome_adapter else self.base
+        out = model.generate(
             inputs_embeds=sequence["inputs_embeds"],
             attention_mask=sequence["attention_mask"],
             max_new_tokens=max(limits),
@@ -257,3 +323,25 @@ class ReasonBrainMLLM(nn.Module):
         )  # (B, new tokens)
         rows = [row[:n].tolist() for row, n in zip(out, limits)]
         return [t.strip() for t in self.tokenizer.batch_decode(rows, skip_special_tokens=True)]
+
+
+def _language_model_sharing_weights(vlm: LlavaForConditionalGeneration) -> PreTrainedModel:
+    """A causal LM (new modules) whose parameters and buffers are the LLaVA language model's and head's own
+    tensors: adapters injected into it leave the LLaVA model's modules untouched."""
+    lm = vlm.model.language_model
+    source = {f"model.{n}": t for n, t in chain(lm.named_parameters(remove_duplicate=False),
+                                                 lm.named_buffers(remove_duplicate=False))}
+    source["lm_head.weight"] = vlm.lm_head.weight
+    with torch.device("meta"):
+        shell = AutoModelForCausalLM.from_config(copy.deepcopy(vlm.config.text_config))
+    for name, tensor in list(chain(shell.named_parameters(remove_duplicate=False),
+                                   shell.named_buffers(remove_duplicate=False))):
+        if name not in source or source[name].shape != tensor.shape:
+            raise ValueError(f"the language model has no weight {name} of shape {tuple(tensor.shape)} to share")
+        owner, _, leaf = name.rpartition(".")
+        setattr(shell.get_submodule(owner), leaf, source[name])
+    left = [n for n, t in chain(shell.named_parameters(), shell.named_buffers()) if t.is_meta]
+    if left:
+        raise ValueError(f"weights of the generation model were not shared: {left[:5]}")
+    shell.generation_config = copy.deepcopy(vlm.generation_config)
+    return shell.eval()

@@ -4,6 +4,8 @@ Checkpoint folder layout (one subfolder per component, strict loading):
     reasonbrain_config.json  tokenizer/  text_tokenizer/
     mllm/          the LLaVA model (only when it has no Hub id or is fully fine-tuned)
     mllm_adapter/  LoRA + [IMG] token rows + image adapter, in PEFT's own format (when LoRA is on)
+    mllm_outcome_adapter/  the generation-only LoRA that writes the inferred outcome, in PEFT's own format (when
+                   mllm.outcome_adapter is set)
     text_encoder/  (only when it has no Hub id)     vae/ (likewise)
     frce/  qformer/  cme/  conditioning/  unet/    ModelMixin folders (config.json + safetensors)
 Which component comes from where is decided by config fields, never by path names.
@@ -56,6 +58,17 @@ class ConditionOutput:
     guidance: torch.Tensor  # (B, Q, d_q) V^ = QFormer(V)
     frce: FRCEOutput | None
     mllm_loss: torch.Tensor | None
+    mllm_sequence: dict[str, torch.Tensor] | None = None  # the MLLM's input (``edit_sequence``), [IMG] tokens last
+
+
+@dataclass
+class EditSequence:
+    """``ReasonBrainModel.edit_sequence``: the MLLM input and what went into it."""
+
+    sequence: dict[str, torch.Tensor]  # build_sequence's dict: input_ids, inputs_embeds, attention_mask, position_ids
+    text_features: torch.Tensor  # (B, L, D_t) E_T(H)
+    text_padding: torch.Tensor  # (B, L) True = padding
+    frce: FRCEOutput | None
 
 
 def bundled_tokenizer_path() -> str:
@@ -188,7 +201,8 @@ class ReasonBrainModel(nn.Module):
         return unet, vae
 
     @staticmethod
-    def _wrap_mllm(config, vlm, tokenizer, img_ids, adapter_path: str | None) -> ReasonBrainMLLM:
+    def _wrap_mllm(config, vlm, tokenizer, img_ids, adapter_path: str | None,
+                   outcome_adapter_path: str | None = None) -> ReasonBrainMLLM:
         mc = config.mllm
         ReasonBrainMLLM.prepare_base(vlm, len(tokenizer), mc.freeze_vision_tower)
         if mc.lora is not None:
@@ -205,7 +219,7 @@ class ReasonBrainModel(nn.Module):
                         f"LoRA adapter in {adapter_path} does not match the model: unexpected "
                         f"{list(result.unexpected_keys)[:5]}, missing {adapter_missing[:5]}"
                     )
-        return ReasonBrainMLLM(
+        mllm = ReasonBrainMLLM(
             vlm=vlm,
             tokenizer=tokenizer,
             img_token_ids=img_ids,
@@ -213,6 +227,12 @@ class ReasonBrainModel(nn.Module):
             vision_feature_layer=mc.vision_feature_layer,
             max_instruction_tokens=mc.max_instruction_tokens,
         )
+        if mc.outcome_adapter is not None:
+            if outcome_adapter_path is None:
+                mllm.add_outcome_adapter(mc.outcome_adapter)
+            else:
+                mllm.add_outcome_adapter(path=outcome_adapter_path)
+        return mllm
 
     @classmethod
     def _assemble(cls, config, mllm, text_encoder, text_tokenizer, unet, vae, folder: str | None = None):
@@ -284,6 +304,8 @@ class ReasonBrainModel(nn.Module):
             base.save_pretrained(os.path.join(folder, "mllm"))
         if self.mllm.uses_lora:
             self.mllm.vlm.save_pretrained(os.path.join(folder, "mllm_adapter"))
+        if cfg.mllm.outcome_adapter is not None:
+            self.mllm.save_outcome_adapter(os.path.join(folder, "mllm_outcome_adapter"))
         if not cfg.text_encoder.pretrained_model_name_or_path:
             self.text_encoder.save_pretrained(os.path.join(folder, "text_encoder"))
         if not cfg.diffusion.vae_pretrained:
@@ -313,7 +335,14 @@ class ReasonBrainModel(nn.Module):
         )
         vlm = load_strict(LlavaForConditionalGeneration, base_src)
         adapter = os.path.join(folder, "mllm_adapter") if mc.lora is not None else None
-        mllm = cls._wrap_mllm(config, vlm, tokenizer, img_ids, adapter_path=adapter)
+        outcome = None
+        if mc.outcome_adapter is not None:
+            outcome = os.path.join(folder, "mllm_outcome_adapter")
+            if not os.path.isdir(outcome):
+                raise ValueError(f"{folder}'s config names an outcome adapter (mllm.outcome_adapter) but {outcome} "
+                                 "is missing; train one (python -m reasonbrain.training.train_outcome) or set "
+                                 "mllm.outcome_adapter to null")
+        mllm = cls._wrap_mllm(config, vlm, tokenizer, img_ids, adapter_path=adapter, outcome_adapter_path=outcome)
         text_tokenizer = AutoTokenizer.from_pretrained(os.path.join(folder, "text_tokenizer"))
         tc = config.text_encoder
         if tc.pretrained_table:
@@ -362,6 +391,7 @@ class ReasonBrainModel(nn.Module):
             "image_adapter (IA)": self.mllm.base.model.multi_modal_projector,
             "language_model": self.mllm.base.model.language_model,
             "lm_head": self.mllm.base.lm_head,
+            "outcome_adapter": self.mllm.outcome_lm,  # its LoRA only: the rest is the language model's own
             "text_encoder (E_T)": self.text_encoder,
             "frce": self.frce,
             "qformer": self.qformer,
@@ -404,6 +434,29 @@ class ReasonBrainModel(nn.Module):
         hidden = self.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
         return hidden, mask == 0
 
+    def with_outcome_adapter(self, settings: dict) -> None:
+        """Give the MLLM a new generation-only outcome adapter (``ReasonBrainMLLM.add_outcome_adapter``; replacing
+        any it had) and generate reasoning with it; the config records both."""
+        self.config = self.config.replace(mllm={"outcome_adapter": None}).replace(
+            mllm={"outcome_adapter": dict(settings), "generate_reasoning": True})
+        self.mllm.add_outcome_adapter(self.config.mllm.outcome_adapter)
+
+    def instruction_embeds(self, text_features: torch.Tensor, text_padding: torch.Tensor):
+        """The InstructionReader's states (E_T(H), ``encode_text``) in the MLLM's embedding space, where they stand
+        for the instruction: ((B, L, d_llm), (B, L) keep). None when E_T is not a reader (H is then tokens)."""
+        if not self.reads_normalized_text:
+            return None
+        return self.text_encoder.to_llm(text_features), ~text_padding
+
+    def text_prompt(self, ia_tokens: torch.Tensor, instructions: list[str], template: str) -> dict[str, torch.Tensor]:
+        """The MLLM prompt for text generation, [BOS] USER: [IA] template(H) ASSISTANT:, with H as the reader's
+        states (the ones the edit's sequence holds) when E_T is an InstructionReader, else as the MLLM's tokens."""
+        embeds = None
+        if self.reads_normalized_text:
+            embeds = self.instruction_embeds(*self.encode_text(instructions))
+        return self.mllm.build_sequence(instructions, ia_tokens, text_template=template, append_img_tokens=False,
+                                        instruction_embeds=embeds)
+
     @property
     def reads_normalized_text(self) -> bool:
         """E_T is an InstructionReader: it reads ``normalize_instruction``'s text, and its states also stand for
@@ -437,40 +490,19 @@ class ReasonBrainModel(nn.Module):
         if not (len(instructions) == len(object_tokens) == b):
             raise ValueError(f"batch size mismatch: {b} images, {len(instructions)} instructions, "
                              f"{len(object_tokens)} object tokens")
-        comp = self.config.components
-        # 1. encoders: E_I (multi-scale) and IA; E_T for the instruction and the object token O
+        # 1. encoders: E_I (multi-scale) and IA; E_T for the instruction and the object token O (edit_sequence)
         if image_encoding is None:
             with stage("vision_encoder"):
                 image_encoding = self.mllm.encode_image(pixel_values)
         ia_tokens, image_features = image_encoding  # (B, N, d_llm), (B, N, Dv*k)
         if ia_tokens.shape[0] != b or image_features.shape[0] != b:
             raise ValueError(f"image_encoding holds {ia_tokens.shape[0]} images for a batch of {b}")
-        with stage("text_encoder"):
-            text_features, text_padding = self.encode_text(instructions)  # (B, L, D_t)
-            object_embeds = object_padding = None
-            if self.frce is not None and comp.id_controller:
-                object_embeds, object_padding = self.encode_objects(object_tokens)  # (B, K, D_t)
-        # 2. FRCE: R_V = [R_local; R_global], R_T = ID Controller(O, R_V)
-        frce_out = None
-        if self.frce is not None:
-            with stage("frce"):
-                if comp.region_branch and region_masks is not None:
-                    region_masks = region_masks.to(device=image_features.device, dtype=image_features.dtype)
-                    region_valid = region_valid.to(image_features.device)
-                frce_out = self.frce(image_features, region_masks, region_valid, object_embeds, object_padding)
+        edit = self.edit_sequence(ia_tokens, image_features, instructions, object_tokens, region_masks, region_valid,
+                                  profile_stage=stage)
+        text_features, text_padding, frce_out = edit.text_features, edit.text_padding, edit.frce  # 2. FRCE
         # 3. MLLM over [IA(E_I(I)), R_V, R_T, E_T(H), [IMG]] -> V
         with stage("mllm"):
-            instruction_embeds = None
-            if self.reads_normalized_text:
-                instruction_embeds = (self.text_encoder.to_llm(text_features), ~text_padding)  # (B, L, d_llm)
-            sequence = self.mllm.build_sequence(
-                instructions, ia_tokens, instruction_embeds=instruction_embeds,
-                r_v=frce_out.r_v_llm if frce_out is not None else None,
-                r_v_padding=frce_out.r_v_padding if frce_out is not None else None,
-                r_t=frce_out.r_t_llm if frce_out is not None else None,
-                r_t_padding=frce_out.r_t_padding if frce_out is not None else None,
-            )
-            mllm_out = self.mllm(sequence, compute_loss=compute_mllm_loss)
+            mllm_out = self.mllm(edit.sequence, compute_loss=compute_mllm_loss)
         # 4. QFormer: V^ = QFormer(V)
         with stage("qformer"):
             guidance = self.qformer(mllm_out.img_hidden)  # (B, Q, d_q)
@@ -497,8 +529,47 @@ class ReasonBrainModel(nn.Module):
             )
         return ConditionOutput(
             input_offset=offset, context=context, img_hidden=mllm_out.img_hidden, guidance=guidance,
-            frce=frce_out, mllm_loss=mllm_out.mllm_loss,
+            frce=frce_out, mllm_loss=mllm_out.mllm_loss, mllm_sequence=edit.sequence,
         )
+
+    def edit_sequence(
+        self,
+        ia_tokens: torch.Tensor,
+        image_features: torch.Tensor,
+        instructions: list[str],
+        object_tokens: list[str],
+        region_masks: torch.Tensor | None,
+        region_valid: torch.Tensor | None,
+        *,
+        profile_stage: Callable[[str], AbstractContextManager] | None = None,
+    ) -> EditSequence:
+        """The MLLM's input for an edit, [IA(E_I(I)), R_V, R_T, E_T(H), [IMG]]: E_T of the instruction and the object
+        token O, FRCE (R_V, R_T = ID Controller(O, R_V)), the sequence (``encode_condition``'s steps 1-3)."""
+        stage = profile_stage or (lambda name: nullcontext())
+        comp = self.config.components
+        with stage("text_encoder"):
+            text_features, text_padding = self.encode_text(instructions)  # (B, L, D_t)
+            object_embeds = object_padding = None
+            if self.frce is not None and comp.id_controller:
+                object_embeds, object_padding = self.encode_objects(object_tokens)  # (B, K, D_t)
+        # 2. FRCE: R_V = [R_local; R_global], R_T = ID Controller(O, R_V)
+        frce_out = None
+        if self.frce is not None:
+            with stage("frce"):
+                if comp.region_branch and region_masks is not None:
+                    region_masks = region_masks.to(device=image_features.device, dtype=image_features.dtype)
+                    region_valid = region_valid.to(image_features.device)
+                frce_out = self.frce(image_features, region_masks, region_valid, object_embeds, object_padding)
+        with stage("mllm"):
+            instruction_embeds = self.instruction_embeds(text_features, text_padding)  # (B, L, d_llm) or None
+            sequence = self.mllm.build_sequence(
+                instructions, ia_tokens, instruction_embeds=instruction_embeds,
+                r_v=frce_out.r_v_llm if frce_out is not None else None,
+                r_v_padding=frce_out.r_v_padding if frce_out is not None else None,
+                r_t=frce_out.r_t_llm if frce_out is not None else None,
+                r_t_padding=frce_out.r_t_padding if frce_out is not None else None,
+            )
+        return EditSequence(sequence=sequence, text_features=text_features, text_padding=text_padding, frce=frce_out)
 
     def predict_noise(
         self,

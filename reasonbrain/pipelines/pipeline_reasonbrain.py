@@ -57,6 +57,9 @@ REFERRING_PROMPT = (
 )
 REASONING_PROMPT = " Instruction: {} Briefly explain what the image should look like after this happens."
 REFERRING_MAX_NEW_TOKENS = 12
+# what the reasoning text is: the outcome an outcome adapter writes (synth), or the MLLM's free explanation
+INFERRED_OUTCOME = "inferred_outcome"
+EXPLANATION = "explanation"
 
 
 @dataclass
@@ -80,6 +83,9 @@ class ReasonBrainEditOutput:
     settings: dict[str, Any] = field(default_factory=dict)
     # with ``detailed_timings=True``: {"conditioning": {sub-stage: s}, "denoise_steps": [s per step]}
     detailed_timings: dict[str, Any] | None = None
+    # what ``reasoning`` is: INFERRED_OUTCOME (the model's inferred outcome, written by its outcome adapter),
+    # EXPLANATION (the MLLM's free explanation), None when no reasoning text is generated
+    reasoning_kind: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Everything but the pixels, JSON-serialisable (the CLI's sidecar, the app's download)."""
@@ -93,6 +99,7 @@ class ReasonBrainEditOutput:
             "region_attention": self.region_attention,
             "patch_attention": self.patch_attention,
             "reasoning": self.reasoning,
+            "reasoning_kind": self.reasoning_kind,
             "scene_objects": self.scene_objects,
             "timings": self.timings,
             "settings": self.settings,
@@ -389,17 +396,21 @@ class ReasonBrainEditPipeline:
             with timer.stage("vision_encoder"):
                 ia_tokens, image_features = model.mllm.encode_image(pixels)  # (1, N, d_llm), (1, N, Dv*k)
 
-            # 5. MLLM text, one greedy batch: the referring answer (referring="mllm") and the reasoning text
-            #    (on presets that generate one; its time is then recorded under "reasoning")
+            # 5. MLLM text: the referring answer (referring="mllm") and the reasoning text (on presets that generate
+            #    one; its time is then recorded under "reasoning"), one greedy batch over token prompts (a reader's
+            #    prompt holds its states: its own call). With an outcome adapter the reasoning comes after step 7.
+            explains = cfg.mllm.generate_reasoning and model.mllm.outcome_lm is None
             prompts: dict[str, tuple[str, int]] = {}
             if referring == "mllm":
                 prompts["referring"] = (REFERRING_PROMPT.format(text), REFERRING_MAX_NEW_TOKENS)
-            if cfg.mllm.generate_reasoning:
+            if explains and not model.reads_normalized_text:
                 prompts["reasoning"] = (REASONING_PROMPT.format(text), cfg.mllm.reasoning_max_new_tokens)
             answers: dict[str, str] = {}
-            if prompts:
-                with timer.stage("reasoning" if "reasoning" in prompts else "referring"):
-                    answers = self._generate(ia_tokens, prompts)
+            if prompts or explains:
+                with timer.stage("reasoning" if explains else "referring"):
+                    answers = self._generate(ia_tokens, prompts) if prompts else {}
+                    if explains and model.reads_normalized_text:
+                        answers["reasoning"] = self._reasoning(ia_tokens, [text])[0]
             reasoning = answers.get("reasoning")
 
             # 6. The referenced object -> object token O: bound among the objects the scene recogniser finds
@@ -422,6 +433,11 @@ class ReasonBrainEditPipeline:
                     image_encoding=(ia_tokens.expand(n, -1, -1), image_features.expand(n, -1, -1)),
                     profile_stage=timer.substage,
                 )
+            if model.mllm.outcome_lm is not None and cfg.mllm.generate_reasoning:
+                # the inferred outcome: the MLLM, its outcome adapter on, goes on after the edit's own sequence
+                # (the instruction's, not the CFG branch's), whose [IMG] states V carry what it inferred
+                with timer.stage("reasoning"):
+                    reasoning = self._outcome({k_: v[:1] for k_, v in cond.mllm_sequence.items()})[0]
 
         # 8. Latents: image latent for the UNet's extra channels, initial noise
         with timer.stage("encode_image"), self._on_device(model.vae):
@@ -491,6 +507,7 @@ class ReasonBrainEditPipeline:
             region_attention=region_attention,
             patch_attention=patch_attention,
             reasoning=reasoning,
+            reasoning_kind=self.reasoning_kind if reasoning is not None else None,
             scene_objects=[dataclasses.asdict(e) for e in scene if e.confident] if scene is not None else None,
             timings={k_: round(v, 4) for k_, v in timer.timings.items()},
             detailed_timings={"conditioning": dict(timer.substages), "denoise_steps": list(timer.steps)}
@@ -571,6 +588,95 @@ class ReasonBrainEditPipeline:
             logger.info("the MLLM gave no object for %r; falling back to the parser", text)
             return parsed
         return ReferencedObject(name=name, phrase=name, attributes={}, box=None, source="mllm")
+
+    @property
+    def reasoning_kind(self) -> str | None:
+        """What this model's reasoning text is (INFERRED_OUTCOME or EXPLANATION); None when it writes none."""
+        if not self.model.config.mllm.generate_reasoning:
+            return None
+        return INFERRED_OUTCOME if self.model.mllm.outcome_lm is not None else EXPLANATION
+
+    @torch.no_grad()
+    def infer_outcomes(self, images: Sequence[Any], instructions: Sequence[str]) -> list[str | None]:
+        """The reasoning text an edit of each (image, instruction) shows, without the denoising (benchmarks score
+        it: ``benchmarks/outcome_eval.py``). With an outcome adapter it is the model's inferred outcome, written
+        after the edit's own MLLM sequence; None where the edit would refuse (the object is not in the picture)."""
+        model, cfg = self.model, self.model.config
+        if not cfg.mllm.generate_reasoning:
+            raise ValueError("this model writes no reasoning text (mllm.generate_reasoning is false); train an "
+                             "outcome adapter with python -m reasonbrain.training.train_outcome")
+        if model.mllm.outcome_lm is None:
+            texts, pixels = self._checked_batch(images, instructions)
+            with self._on_device(model.mllm, model.text_encoder):
+                return list(self._reasoning(model.mllm.encode_image(pixels)[0], texts))
+        sequence, rows = self.edit_sequences(images, instructions)
+        said: list[str | None] = [None] * len(instructions)
+        if rows:
+            with self._on_device(model.mllm):
+                for i, outcome in zip(rows, self._outcome(sequence)):
+                    said[i] = outcome
+        return said
+
+    @torch.no_grad()
+    def edit_sequences(self, images: Sequence[Any], instructions: Sequence[str]
+                       ) -> tuple[dict[str, torch.Tensor] | None, list[int]]:
+        """The MLLM sequence an edit of each (image, instruction) runs, [IA, R_V, R_T, E_T(H), [IMG]] (steps 1-7
+        of ``__call__`` without the CFG branch), and the indices of the pairs it holds: an edit that would refuse
+        (the object is not in the picture) has no row. (None, []) when every one would."""
+        from reasonbrain.referring import ObjectNotInImageError
+
+        model, cfg = self.model, self.model.config
+        texts, pixels = self._checked_batch(images, instructions)
+        model_images = [tensor_to_pil(px) for px in pixels.float().cpu()]
+        with self._on_device(model.mllm, model.text_encoder, model.frce):
+            ia_tokens, image_features = model.mllm.encode_image(pixels)  # (B, N, d_llm), (B, N, Dv*k)
+            rows, objects, grids = [], [], []
+            for i, (text, image) in enumerate(zip(texts, model_images)):
+                answer = None
+                if cfg.defaults.referring == "mllm":
+                    answer = self._generate(ia_tokens[i : i + 1], {"referring": (
+                        REFERRING_PROMPT.format(text), REFERRING_MAX_NEW_TOKENS)})["referring"]
+                try:
+                    obj = self._refer(text, answer, self.recognise_objects(pixels[i : i + 1], image))
+                except ObjectNotInImageError:
+                    continue
+                rows.append(i)
+                objects.append(serialize_object_token(obj))
+                if cfg.components.region_branch:
+                    with self._on_device(self.region_proposer):
+                        regions = self.region_proposer(image)
+                    grids.append(masks_to_feature_grid(regions, (model.grid_size, model.grid_size)))
+            if not rows:
+                return None, []
+            masks, valid = pad_regions(grids, cfg.frce.max_regions) if grids else (None, None)
+            edit = model.edit_sequence(ia_tokens[rows], image_features[rows], [texts[i] for i in rows], objects,
+                                       masks, valid)
+        return edit.sequence, rows
+
+    def _checked_batch(self, images: Sequence[Any], instructions: Sequence[str]) -> tuple[list[str], torch.Tensor]:
+        """Checked instructions and the images at the model's resolution (B, 3, R, R) on its device."""
+        if len(images) != len(instructions) or not images:
+            raise ValueError(f"give one instruction per image, got {len(images)} images, {len(instructions)} "
+                             "instructions")
+        d = self.model.config.defaults
+        texts = [self.check_inputs(t, d.num_inference_steps, d.guidance_scale, d.image_guidance_scale, 1)
+                 for t in instructions]
+        pixels = torch.stack([prepare_image(load_image(im), self.model.config.resolution)[0] for im in images])
+        return texts, pixels.to(device=self.device, dtype=self.model.dtype)
+
+    def _outcome(self, sequence: dict[str, torch.Tensor]) -> list[str]:
+        """The outcome adapter's text after each row of an edit's MLLM sequence (``ReasonBrainModel.edit_sequence``:
+        [IA, R_V, R_T, E_T(H), [IMG]])."""
+        return self.model.mllm.generate_text(sequence, self.model.config.mllm.reasoning_max_new_tokens,
+                                             cache_implementation=self.generation_cache, outcome_adapter=True)
+
+    def _reasoning(self, ia_tokens: torch.Tensor, texts: list[str]) -> list[str]:
+        """The MLLM's explanation (no outcome adapter) for each (IA tokens (B, N, d), instruction): the reasoning
+        prompt, the instruction in it as in the edit's sequence (a reader's states, or tokens)."""
+        model = self.model
+        prompt = model.text_prompt(ia_tokens, texts, REASONING_PROMPT)
+        return model.mllm.generate_text(prompt, model.config.mllm.reasoning_max_new_tokens,
+                                        cache_implementation=self.generation_cache)
 
     def _generate(self, ia_tokens: torch.Tensor, prompts: dict[str, tuple[str, int]]) -> dict[str, str]:
         """{name: (prompt, max new tokens)} -> {name: text}, one greedy batch over the image's IA tokens (1, N, d)."""
