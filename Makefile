@@ -62,13 +62,16 @@ synth-checkpoint: $(STAMP)
 		--previous-run runs/synth_stage8 \
 		--data-dir data/synth --out checkpoints/synth --ablation reports/synth-ablation
 
-# The reading-phase candidate from the stage-9 model (runs/synth_stage9 and data/synth from synth-checkpoint):
-# the text side distilled into an InstructionReader, the scene recogniser, the free-form benchmark, and the
-# validation-split choice among its checkpoints.
+# The reading-phase candidate from the bundled stage-9 model (checkpoints/synth, data/synth from synth-checkpoint):
+# the text side distilled into an InstructionReader (MLP into the MLLM space), the scene recogniser (half of its
+# renders through the VAE), the validation-split check, the free-form benchmark and the inferred-outcome adapter.
 synth-reader: $(STAMP)
-	$(BIN)/python -m reasonbrain.training.distill_reader --config configs/distill_synth_reader.json --resume
-	$(BIN)/python -m reasonbrain.training.train_recogniser --checkpoint runs/synth_reader/checkpoint \
-		--out runs/synth_reader/checkpoint --epochs 5 --vae-share 0.5
-	$(BIN)/python tools/select_reader_checkpoint.py runs/synth_reader/checkpoint --stride 6
-	$(BIN)/python benchmarks/freeform_eval.py --checkpoint runs/synth_reader/checkpoint \
-		--json-out runs/synth_reader/freeform.json
+	$(BIN)/python -m reasonbrain.training.distill_reader --config configs/distill_synth_reader_mlp.json --resume
+	$(BIN)/python -m reasonbrain.training.train_recogniser --checkpoint runs/synth_reader_mlp/checkpoint \
+		--out runs/synth_reader_mlp/candidate --epochs 5 --vae-share 0.5
+	$(BIN)/python tools/select_reader_checkpoint.py runs/synth_reader_mlp/candidate --stride 6
+	$(BIN)/python benchmarks/freeform_eval.py --checkpoint runs/synth_reader_mlp/candidate \
+		--json-out runs/synth_reader_mlp/freeform.json
+	$(BIN)/python -m reasonbrain.training.train_outcome --checkpoint runs/synth_reader_mlp/candidate \
+		--out runs/synth_reader_mlp/candidate-outcome --resume
+	$(BIN)/python benchmarks/outcome_eval.py --checkpoint runs/synth_reader_mlp/candidate-outcome --limit 400
