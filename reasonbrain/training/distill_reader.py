@@ -23,7 +23,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import math
 import os
 import random
 import time
@@ -32,6 +31,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from diffusers.optimization import get_scheduler
 
 from reasonbrain.models.reasonbrain import ReasonBrainModel, build_reader, reader_tokenizer
 from reasonbrain.referring import extract_referenced_object, serialize_object_token
@@ -251,12 +251,7 @@ def distill(cfg: DistillConfig, resume: bool = False) -> dict[str, Any]:
     params = [p for p in reader.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
 
-    def lr_at(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        return 0.5 * (1 + math.cos(math.pi * (step - cfg.warmup_steps) / max(cfg.max_steps - cfg.warmup_steps, 1)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    sched = get_scheduler("cosine", opt, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.max_steps)
     step = 0
     seconds_before = 0.0  # training time of the runs this one resumed
     state_path = os.path.join(cfg.output_dir, "state.pt")
