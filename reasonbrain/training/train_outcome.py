@@ -27,7 +27,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import math
 import os
 import random
 import shutil
@@ -37,6 +36,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from diffusers.optimization import get_scheduler
 
 from reasonbrain.models.reasonbrain import ReasonBrainModel
 
@@ -220,12 +220,7 @@ def train_outcome(cfg: OutcomeTrainConfig, resume: bool = False) -> dict[str, An
 
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
 
-    def lr_at(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        return 0.5 * (1 + math.cos(math.pi * (step - cfg.warmup_steps) / max(cfg.steps - cfg.warmup_steps, 1)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    sched = get_scheduler("cosine", opt, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.steps)
     step, seconds_before = 0, 0.0
     best: dict[str, Any] = {"score": -1.0}
     state_path = os.path.join(cfg.work, "state.pt")
