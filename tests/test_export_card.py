@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -106,3 +108,34 @@ def test_the_status_line_names_the_categories_under_target_or_says_that_none_are
     assert "about one edit in 7 is wrong" in close
     met = tool.status_text({"accuracy": 0.91, "n": 2005, "per_category": {"story": 0.85}})
     assert met.startswith("Meets the product target: 91.0% overall")
+
+
+def fake_reader_run(root: Path, name: str, config_file: str | None, **config) -> Path:
+    run = root / name
+    (run / "checkpoint").mkdir(parents=True)
+    cfg = {"table": "wordllama-l2-supercat-256", "train_images": 4000, "batch_size": 32, "learning_rate": 1e-3,
+           "rephrase_probability": 0.6, "init_reader": None, "unet_loss_weight": 0.0, **config}
+    (run / "summary.json").write_text(json.dumps({"steps": 4000, "seconds": 1200.0, "config_file": config_file,
+                                                  "config": cfg}))
+    return run
+
+
+def test_a_two_stage_reading_phase_names_both_recipes_in_order(tmp_path):
+    tool = load_tool()
+    first = fake_reader_run(tmp_path, "mlp", "configs/distill_a.json")
+    second = fake_reader_run(tmp_path, "unet", "configs/distill_b.json", init_reader=str(first / "checkpoint"),
+                             unet_loss_weight=1.0, learning_rate=3e-4)
+    (second / "checkpoint" / "recogniser_summary.json").write_text(json.dumps(
+        {"images": 9000, "seconds": 300, "validation": {"recall": 1.0, "false_presence": 0.01}}))
+    reader = tool._read_reader_run(str(second), str(second / "checkpoint"))
+    assert [s["config_file"] for s in reader["stages"]] == ["configs/distill_a.json", "configs/distill_b.json"]
+    text = tool._reading_text(reader, None, 11)
+    assert text.startswith("11. Reading people's wording") and "2 stages on 4000 training images" in text
+    assert text.index("`configs/distill_a.json`, from a new reader") < text.index(
+        "`configs/distill_b.json`, from the previous stage's reader")
+    assert "UNet's prediction under both conditionings matched (weight 1.0" in text and "lr 0.0003" in text
+    assert "100.0% of the objects present" in text
+
+    (first / "summary.json").unlink()
+    with pytest.raises(FileNotFoundError, match="summary.json is missing"):
+        tool._read_reader_run(str(second), str(second / "checkpoint"))

@@ -92,3 +92,43 @@ def test_recogniser_is_reused_only_with_the_same_vae(tmp_path):
     with pytest.raises(ValueError, match="no scene recogniser"):
         main(["--checkpoint", str(tmp_path / "other"), "--out", str(tmp_path / "out2"), "--reuse",
               str(tmp_path / "target")])
+
+
+def test_unet_term_matches_the_teachers_prediction(setup):
+    from types import SimpleNamespace
+
+    from reasonbrain.schedulers import make_scheduler
+    from reasonbrain.training.distill_reader import EncodedImages, unet_loss
+
+    root, cfg = setup
+    run = dataclasses.replace(cfg, output_dir=str(root / "run_unet"), unet_loss_weight=0.5, max_steps=2)
+    saved = torch.load(root / "run" / "encoded.pt", weights_only=False) if (root / "run" / "encoded.pt").exists() \
+        else None
+    if saved is not None:  # a cache from before the UNet term: the latents are added to it, the rest is reused
+        for key in ("image_latents", "target_latents"):
+            saved["images"].pop(key, None)
+        (root / "run_unet").mkdir()
+        torch.save(saved, root / "run_unet" / "encoded.pt")
+    distill(run)
+    with open(root / "run_unet" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert all(float(r["unet"]) > 0 for r in rows)
+    assert all(abs(float(r["total"]) - float(r["input_offset"]) - float(r["context"]) - float(r["guidance"])
+                   - 0.5 * float(r["unet"])) < 1e-4 for r in rows)
+
+    teacher = ReasonBrainModel.from_pretrained(cfg.teacher).eval()
+    cache = torch.load(root / "run_unet" / "encoded.pt", weights_only=False)
+    enc = EncodedImages.__new__(EncodedImages)
+    enc.__dict__.update(cache["images"])
+    assert enc.target_latents.shape == enc.image_latents.shape and enc.target_latents.shape[0] == 6
+    idx = torch.tensor([0, 1, 2])
+    own = {k: v[idx] for k, v in cache["own"].items()}
+    empty = {k: v[idx] for k, v in cache["empty"].items()}
+    sched = make_scheduler(teacher.config.diffusion.train_scheduler)
+    same = SimpleNamespace(input_offset=own["input_offset"], context=own["context"])
+    assert unet_loss(teacher, enc, idx, same, own, empty, sched, torch.Generator().manual_seed(0)) == 0
+    context = own["context"].clone().requires_grad_(True)
+    moved = SimpleNamespace(input_offset=own["input_offset"], context=context + 0.1)
+    loss = unet_loss(teacher, enc, idx, moved, own, empty, sched, torch.Generator().manual_seed(0))
+    loss.backward()
+    assert loss > 0 and context.grad.abs().sum() > 0  # the frozen UNet passes the gradient back to the reader

@@ -1,18 +1,26 @@
-"""Put a reading-phase checkpoint (distill_reader + train_recogniser) into an exported synth checkpoint folder.
+"""Put a reading-phase checkpoint (distill_reader + train_recogniser) into an exported synth checkpoint folder, or
+attach an inferred-outcome adapter (train_outcome) to it.
 
-    python tools/add_reading_phase.py --reader-run runs/synth_reader --reader-checkpoint runs/synth_reader/reader-003000 \
-        --freeform runs/synth_reader/freeform.json --out checkpoints/synth [--data-dir data/synth]
+    python tools/add_reading_phase.py --reader-run runs/synth_reader_unet \
+        --reader-checkpoint runs/synth_reader_unet/candidate --freeform runs/synth_reader_unet/freeform.json \
+        --out checkpoints/synth [--data-dir data/synth]
+    python tools/add_reading_phase.py --attach-outcome runs/synth_reader_unet/candidate-outcome \
+        --outcome-eval runs/synth_reader_unet/outcome_eval.json --out checkpoints/synth
 
-``tools/export_synth_checkpoint.py --reader-run ...`` does the same from the earlier phases' run folders; this
-tool is for a machine that holds only the exported checkpoint (its card and metrics.json describe the earlier
-phases). The weights are replaced by the reader checkpoint's, the held-out test split (with its own wording and
+``tools/export_synth_checkpoint.py --reader-run ...`` does the first from the earlier phases' run folders; this tool
+is for a machine that holds only the exported checkpoint (its card and metrics.json describe the earlier phases).
+Reading: the weights are replaced by the reader checkpoint's, the held-out test split (with its own wording and
 rephrased in the held-out families), the chains and the CI subset are evaluated again, and metrics.json and the
-card's status, test table, chains line, reading phase and size are rewritten.
+card's status, test table, chains line, reading phase, people's-wording section and size are rewritten.
+Attaching: the outcome checkpoint must hold the same weights as OUT apart from its generation-only adapter (checked
+file by file: edits, and so every edit figure, stay the same); it replaces OUT, and its training summary and the
+``benchmarks/outcome_eval.py --json-out`` figures go into metrics.json and the card.
 """
 
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
 import os
 import re
@@ -22,71 +30,154 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from export_synth_checkpoint import _read_reader_run, _reading_text, markdown_table, status_text  # noqa: E402
-
-from reasonbrain.evaluation.synth_eval import evaluate_chains, evaluate_ci_subset, evaluate_split  # noqa: E402
-from reasonbrain.pipelines.pipeline_reasonbrain import ReasonBrainEditPipeline  # noqa: E402
+from export_synth_checkpoint import (  # noqa: E402
+    _freeform_text,
+    _read_reader_run,
+    _reading_text,
+    markdown_table,
+    status_text,
+)
 
 KEEP = ("README.md", "metrics.json", "loss_curve.png")
+ADAPTER = "mllm_outcome_adapter"
+OUTCOME_HEADING = "### What the model says it inferred"
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--reader-run", required=True)
-    ap.add_argument("--reader-checkpoint", required=True)
-    ap.add_argument("--freeform", required=True)
+    ap.add_argument("--reader-run")
+    ap.add_argument("--reader-checkpoint")
+    ap.add_argument("--freeform")
+    ap.add_argument("--attach-outcome", metavar="CKPT", help="a train_outcome output folder built on OUT's weights")
+    ap.add_argument("--outcome-eval", metavar="JSON", help="benchmarks/outcome_eval.py --json-out of that folder")
     ap.add_argument("--out", default="checkpoints/synth")
     ap.add_argument("--data-dir", default="data/synth")
     ap.add_argument("--chains", type=int, default=100)
     ap.add_argument("--rephrase-stride", type=int, default=2)
     args = ap.parse_args(argv)
+    if args.attach_outcome:
+        if not args.outcome_eval:
+            ap.error("--attach-outcome needs --outcome-eval")
+        card = attach_outcome(args.attach_outcome, args.outcome_eval, args.out)
+    else:
+        if not (args.reader_run and args.reader_checkpoint and args.freeform):
+            ap.error("--reader-run, --reader-checkpoint and --freeform are required (or use --attach-outcome)")
+        card = add_reading(args)
+    print(card)
+    return 0
 
-    tmp = args.out + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(args.reader_checkpoint, tmp)
-    for name in KEEP:
-        shutil.copy(os.path.join(args.out, name), os.path.join(tmp, name))
+
+def add_reading(args) -> str:
+    from reasonbrain.evaluation.synth_eval import evaluate_chains, evaluate_ci_subset, evaluate_split
+    from reasonbrain.pipelines.pipeline_reasonbrain import ReasonBrainEditPipeline
+
+    reader = _read_reader_run(args.reader_run, args.reader_checkpoint)  # fails early when a stage is undocumented
+    tmp = _stage(args.reader_checkpoint, args.out)
     pipe = ReasonBrainEditPipeline.from_pretrained(tmp)
     test = evaluate_split(pipe, args.data_dir, "test")
     rephrased = evaluate_split(pipe, args.data_dir, "test", rephrase=True, stride=args.rephrase_stride)
     chains = evaluate_chains(pipe, args.data_dir, limit=args.chains)
     with tempfile.TemporaryDirectory() as work:
         ci_subset = evaluate_ci_subset(pipe, work)
-    reader = _read_reader_run(args.reader_run, args.reader_checkpoint)
     with open(args.freeform, encoding="utf-8") as f:
         freeform = json.load(f)["summary"]
-    with open(os.path.join(tmp, "metrics.json"), encoding="utf-8") as f:
-        metrics = json.load(f)
+    metrics = _read_json(os.path.join(tmp, "metrics.json"))
+    metrics.pop("outcome", None)  # a new reader: an earlier outcome adapter no longer applies
     metrics.update(test=test, test_rephrased=rephrased, ci_subset=ci_subset, chains=chains, reader=reader,
                    freeform=freeform)
-    with open(os.path.join(tmp, "metrics.json"), "w", encoding="utf-8") as f:
-        json.dump(metrics, f, indent=2)
+    _write_json(os.path.join(tmp, "metrics.json"), metrics)
 
-    with open(os.path.join(tmp, "README.md"), encoding="utf-8") as f:
-        card = f.read()
+    card = _read_text(os.path.join(tmp, "README.md"))
     n_phases = len(metrics.get("phases", [])) + 2
-    size_mb = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(tmp) for f in fs) / 2**20
-    card = re.sub(r"## Status\n.*?\n\n", f"## Status\n{status_text(test)} {_reading_status(rephrased, freeform)}\n\n",
-                  card, count=1, flags=re.S)
-    card = re.sub(r"(\n\nExport and evaluation)", "\n" + _reading_text(reader, freeform, n_phases).replace("\\", r"\\")
-                  + r"\1", card, count=1)
-    card = re.sub(r"\| category \| n \| reasoning accuracy \|\n.*?s per edit\.", markdown_table(test).replace("\\", r"\\"),
-                  card, count=1, flags=re.S)
+    card = re.sub(r"## Status\n.*?\n\n", lambda m: f"## Status\n{status_text(test)} {_reading_status(rephrased, freeform)}"
+                  "\n\n", card, count=1, flags=re.S)
+    card = re.sub(r"\n\d+\. Reading people's wording [^\n]*", "", card)  # an earlier reading phase
+    card = card.replace("\n\nExport and evaluation", "\n" + _reading_text(reader, None, n_phases)
+                        + "\n\nExport and evaluation", 1)
+    card = re.sub(r"\| category \| n \| reasoning accuracy \|\n.*?s per edit\.", lambda m: markdown_table(test), card,
+                  count=1, flags=re.S)
     chains_text = " / ".join(f"{k}: {v:.1%}" for k, v in chains.items() if k.endswith("-step"))
     card = re.sub(r"Multi-hop chains \(each step edits the model's own previous output; \d+ chains\): [^\n]*\.",
-                  f"Multi-hop chains (each step edits the model's own previous output; {chains['chains']} chains): "
-                  f"{chains_text}.", card, count=1)
-    card = re.sub(r"Checkpoint size [\d.]+ MB\.", f"Checkpoint size {size_mb:.1f} MB (the reader's pretrained table is "
-                  "referenced, not copied).", card, count=1)
-    card = card.replace("then `configs/train_synth_stage9.json`;",
-                        "then `configs/train_synth_stage9.json` then `configs/distill_synth_reader.json` and "
-                        "`python -m reasonbrain.training.train_recogniser`;", 1)
+                  lambda m: f"Multi-hop chains (each step edits the model's own previous output; {chains['chains']} "
+                  f"chains): {chains_text}.", card, count=1)
+    card = _set_section(card, "## People's wording", _people_text(rephrased, freeform))
+    recipes = " then ".join(f"`{s['config_file']}`" for s in reader["stages"] if s.get("config_file"))
+    card = re.sub(r"(then `configs/train_synth_stage9\.json`)[^;]*;", lambda m: f"{m.group(1)} then {recipes} and "
+                  "`python -m reasonbrain.training.train_recogniser`;", card, count=1)
+    _finish(tmp, args.out, card)
+    return card
+
+
+def attach_outcome(outcome_checkpoint: str, outcome_eval: str, out: str) -> str:
+    _check_same_weights(outcome_checkpoint, out)
+    summary = _read_json(os.path.join(outcome_checkpoint, "outcome_summary.json"))
+    evaluation = _read_json(outcome_eval)
+    tmp = _stage(outcome_checkpoint, out)
+    metrics = _read_json(os.path.join(tmp, "metrics.json"))
+    metrics["outcome"] = {"training": {k: v for k, v in summary.items() if k != "config"},
+                          "split": evaluation["split"], "records": evaluation["records"],
+                          "summary": evaluation["summary"]}
+    _write_json(os.path.join(tmp, "metrics.json"), metrics)
+    card = _read_text(os.path.join(tmp, "README.md"))
+    people = _section(card, "## People's wording")
+    if people is None:
+        raise ValueError(f"{out}/README.md has no \"## People's wording\" section: add the reading phase first")
+    people = people.split("\n" + OUTCOME_HEADING)[0].rstrip("\n")
+    card = _set_section(card, "## People's wording", people + "\n\n" + _outcome_text(summary, evaluation))
+    _finish(tmp, out, card)
+    return card
+
+
+def _check_same_weights(candidate: str, out: str) -> None:
+    """Every weight file of ``candidate`` outside the adapter is byte-identical to ``out``'s, and none is missing."""
+    def weights(root: str) -> set[str]:
+        return {os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs
+                if f.endswith((".safetensors", ".bin", ".pt")) and not os.path.relpath(d, root).startswith(ADAPTER)}
+
+    mine, theirs = weights(candidate), weights(out)
+    if mine != theirs:
+        raise ValueError(f"{candidate} and {out} hold different weight files: {sorted(mine ^ theirs)}")
+    changed = [p for p in sorted(mine) if not filecmp.cmp(os.path.join(candidate, p), os.path.join(out, p),
+                                                          shallow=False)]
+    if changed:
+        raise ValueError(f"{candidate} was not built on {out}'s weights ({', '.join(changed)} differ): train the "
+                         "outcome adapter on the checkpoint it is attached to")
+    if not os.path.isdir(os.path.join(candidate, ADAPTER)):
+        raise ValueError(f"{candidate} has no {ADAPTER}/: run python -m reasonbrain.training.train_outcome first")
+
+
+def _stage(source: str, out: str) -> str:
+    """A copy of ``source`` beside ``out`` with ``out``'s card, metrics and loss curve."""
+    tmp = out.rstrip("/") + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp)
+    for name in KEEP:
+        shutil.copy(os.path.join(out, name), os.path.join(tmp, name))
+    return tmp
+
+
+def _finish(tmp: str, out: str, card: str) -> None:
+    size_mb = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(tmp) for f in fs) / 2**20
+    card = re.sub(r"Checkpoint size [\d.]+ MB[^\n]*", f"Checkpoint size {size_mb:.1f} MB (the reader's pretrained "
+                  "table is referenced, not copied).", card, count=1)
     with open(os.path.join(tmp, "README.md"), "w", encoding="utf-8") as f:
         f.write(card)
-    shutil.rmtree(args.out)
-    os.replace(tmp, args.out)
-    print(card)
-    return 0
+    shutil.rmtree(out)
+    os.replace(tmp, out)
+
+
+def _section(card: str, heading: str) -> str | None:
+    m = re.search(rf"^{re.escape(heading)}\n(.*?)(?=^## |\Z)", card, flags=re.S | re.M)
+    return m.group(1).strip("\n") if m else None
+
+
+def _set_section(card: str, heading: str, body: str) -> str:
+    """Replace the body of the ``## `` section ``heading`` (or add the section before the ablation table)."""
+    block = f"{heading}\n{body.strip()}\n\n"
+    if _section(card, heading) is not None:
+        return re.sub(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", lambda m: block, card, count=1, flags=re.S | re.M)
+    anchor = card.find("\n## Miniature table 4")
+    return card + "\n" + block if anchor < 0 else card[: anchor + 1] + block + card[anchor + 1 :]
 
 
 def _reading_status(rephrased: dict, freeform: dict) -> str:
@@ -95,6 +186,46 @@ def _reading_status(rephrased: dict, freeform: dict) -> str:
             f"{freeform['generator_overall']:.1f} %), {rephrased['accuracy']:.1%} on the test split rephrased in "
             f"held-out wording families (n={rephrased['n']}); absent objects refused "
             f"{freeform['absent_refused']:.0f} % of the time, false refusals {freeform['false_refusals']:.1f} %.")
+
+
+def _people_text(rephrased: dict, freeform: dict) -> str:
+    per = ", ".join(f"{c} {a:.1%}" for c, a in rephrased["per_category"].items())
+    return (f"The test split rephrased in held-out wording families (`synthworld.language.rephrase_record`, every "
+            f"second record, n={rephrased['n']}): {rephrased['accuracy']:.1%} ({per}).\n\n" + _freeform_text(freeform))
+
+
+def _outcome_text(summary: dict, evaluation: dict) -> str:
+    rows = []
+    for name, v in evaluation["summary"].items():
+        cells = [f"{v[w][k]:.1f} %" for w in ("own", "rephrased") for k in ("object", "both")]
+        rows.append(f"| {name} | {v['n']} | " + " | ".join(cells) + " |")
+    val = summary.get("validation", {})
+    return (f"{OUTCOME_HEADING}\n\nThe Reasoning field and the CLI sidecar's `reasoning` (`reasoning_kind: "
+            f"inferred_outcome`) hold a sentence the MLLM writes after the edit's own sequence, through a "
+            f"generation-only LoRA (`{ADAPTER}/`, {summary['adapter_parameters']:,} parameters; edits never run "
+            f"through it). `python -m reasonbrain.training.train_outcome`: {summary['steps']} steps on "
+            f"{summary['train_records']:,} training records, {summary['train_seconds'] / 60:.0f} min on CPU, step "
+            f"{summary['chosen_step']} chosen on {summary['val_records']} validation records (both right "
+            f"{val.get('own_both', float('nan')):.1f} % own wording, {val.get('rephrased_both', float('nan')):.1f} % "
+            f"rephrased). Held-out {evaluation['split']} records (`benchmarks/outcome_eval.py`, first "
+            f"{evaluation['records']}): is the named object the edited one, and are object and end state both "
+            f"right?\n\n| category | n | own: object | own: both | rephrased: object | rephrased: both |\n"
+            f"|---|---:|---:|---:|---:|---:|\n" + "\n".join(rows))
+
+
+def _read_json(path: str) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _write_json(path: str, data: dict) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+
+
+def _read_text(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
 
 
 if __name__ == "__main__":

@@ -153,30 +153,52 @@ def _read_run(run: str) -> dict:
 
 
 def _read_reader_run(run: str, checkpoint: str) -> dict:
-    with open(os.path.join(run, "summary.json"), encoding="utf-8") as f:
-        summary = json.load(f)
+    """The reader run's summary and recogniser, and the summaries of the runs whose reader it started from
+    (``init_reader``), first stage first."""
+    stages, folder, seen = [], run, set()
+    while folder and folder not in seen:
+        seen.add(folder)
+        path = os.path.join(folder, "summary.json")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path} is missing: the reading phase cannot be described without it")
+        with open(path, encoding="utf-8") as f:
+            stages.insert(0, json.load(f))
+        init = stages[0]["config"].get("init_reader")
+        folder = os.path.dirname(os.path.normpath(init)) if init else None
     rec_path = os.path.join(checkpoint, "recogniser_summary.json")
     recogniser = json.load(open(rec_path, encoding="utf-8")) if os.path.exists(rec_path) else None
-    return {"run": run, "checkpoint": checkpoint, "summary": summary, "recogniser": recogniser}
+    return {"run": run, "checkpoint": checkpoint, "summary": stages[-1], "stages": stages, "recogniser": recogniser}
+
+
+def _stage_text(summary: dict) -> str:
+    cfg = summary["config"]
+    recipe = f"`{summary['config_file']}`, " if summary.get("config_file") else ""
+    unet = (f", plus the frozen UNet's prediction under both conditionings matched (weight {cfg['unet_loss_weight']}, "
+            f"scaled by what the instruction changes in the teacher's prediction)" if cfg.get("unet_loss_weight") else "")
+    start = "from the previous stage's reader" if cfg.get("init_reader") else "from a new reader"
+    return (f"{recipe}{start}, {summary['steps']} steps, batch {cfg['batch_size']}, AdamW lr {cfg['learning_rate']} "
+            f"(cosine), rephrased {cfg['rephrase_probability']:.0%} of the time{unet}, "
+            f"{summary['seconds'] / 60:.0f} min on CPU")
 
 
 def _reading_text(reader: dict | None, freeform: dict | None, number: int) -> str:
     """The reading phase (distillation into the InstructionReader) and the free-form benchmark, for the card."""
     if reader is None:
         return _freeform_text(freeform)
-    cfg = reader["summary"]["config"]
+    stages = reader.get("stages") or [reader["summary"]]
+    cfg = stages[-1]["config"]
     rec = reader.get("recogniser") or {}
-    text = (f"{number}. Reading people's wording (`python -m reasonbrain.training.distill_reader`, "
-            f"`configs/distill_synth_reader.json`): E_T is replaced by an InstructionReader over the frozen "
-            f"`{cfg['table']}` token table that the pinned `wordllama` wheel ships (referenced by package, version and "
-            f"sha256, not copied), whose states also stand for the instruction in the MLLM sequence. Every other "
-            f"module is frozen; the reader learns to give the UNet the conditioning the phase-{number - 1} model gives "
-            f"for the record's own instruction while it reads a rephrasing (`reasonbrain.synthworld.language`: "
-            f"questions, commands, bare outcomes, synonyms and descriptions, politeness, case and typo noise; train "
-            f"families only) {cfg['rephrase_probability']:.0%} of the time; its object token comes from binding its "
-            f"own wording, as at inference. {reader['summary']['steps']} steps, batch {cfg['batch_size']}, AdamW lr "
-            f"{cfg['learning_rate']} (cosine), {cfg['train_images']} training images, "
-            f"{reader['summary']['seconds'] / 60:.0f} min on CPU. The SceneRecogniser (which objects the picture holds, "
+    stage_list = "; then ".join(_stage_text(s) for s in stages)
+    text = (f"{number}. Reading people's wording (`python -m reasonbrain.training.distill_reader`): E_T is replaced "
+            f"by an InstructionReader over the frozen `{cfg['table']}` token table that the pinned `wordllama` wheel "
+            f"ships (referenced by package, version and sha256, not copied), whose states also stand for the "
+            f"instruction in the MLLM sequence. Every other module is frozen; the reader learns to give the UNet the "
+            f"conditioning the phase-{number - 1} model gives for the record's own instruction while it reads a "
+            f"rephrasing (`reasonbrain.synthworld.language`: questions, commands, bare outcomes, synonyms and "
+            f"descriptions, politeness, case and typo noise; train families only) or the record's own instruction; "
+            f"its object token comes from binding its own wording, as at inference. {len(stages)} stage"
+            f"{'s' if len(stages) > 1 else ''} on {cfg['train_images']} training images: {stage_list}. The "
+            f"SceneRecogniser (which objects the picture holds, "
             f"for binding and for \"not in this picture\"; `python -m reasonbrain.training.train_recogniser`) is a "
             f"small CNN trained apart on {rec.get('images', '?')} rendered scene images in {rec.get('seconds', 0) / 60:.0f} "
             f"min; on the validation split's sources it lists {rec.get('validation', {}).get('recall', 0):.1%} of the "

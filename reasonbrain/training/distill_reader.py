@@ -10,8 +10,11 @@ bare outcomes, synonyms and descriptions, politeness, case and typo noise; train
 own instruction, and learns to give the UNet the conditioning the teacher gives for the record's own instruction:
 
     L = sum over (input offset, cross-attention context, V^) of MSE(student, teacher) / Var(teacher)
+        + unet_loss_weight * MSE(UNet(student), UNet(teacher)) / MSE(UNet(teacher), UNet(teacher, no text))
 
-No UNet forward, so this runs on a CPU. The SceneRecogniser (which objects a picture holds) is trained apart
+The second term (off by default) runs the frozen UNet on a noised target latent with both conditionings and
+matches its predictions, scaled by what the instruction changes in the teacher's prediction: the sampler's text
+guidance multiplies exactly that difference, so small conditioning errors the first term tolerates show here. The SceneRecogniser (which objects a picture holds) is trained apart
 (``reasonbrain.training.train_recogniser``). Writes ``output_dir/checkpoint`` (a pipeline folder), ``metrics.csv``,
 ``validation.csv`` (reasoning accuracy on validation records, with their own and with rephrased wording: the
 checkpoint is chosen on these) and ``state.pt`` (for ``--resume``).
@@ -52,6 +55,7 @@ class DistillConfig:
     rephrase_probability: float = 0.75  # else the record's own instruction
     empty_probability: float = 0.08  # the CFG branch's empty instruction and object
     init_reader: str | None = None  # a checkpoint whose reader the student starts from (else a new one)
+    unet_loss_weight: float = 0.0  # the UNet-prediction term (module docstring); 0 runs no UNet
     seed: int = 0
     max_steps: int = 3000
     batch_size: int = 64
@@ -139,6 +143,20 @@ class EncodedImages:
                 ia.append(a)
                 feats.append(f)
         self.ia_tokens, self.image_features = torch.cat(ia), torch.cat(feats)
+        self.add_latents(model, records, batch)
+
+    def add_latents(self, model: ReasonBrainModel, records: list, batch: int = 64) -> None:
+        """latent(I) for the UNet's image channels and the target's latent (its mode, scaled), as in training."""
+        from reasonbrain.image_io import load_image, prepare_image
+
+        size = model.config.resolution
+        targets = torch.stack([prepare_image(load_image(str(r.path(r.tgt_image))), size)[0] for r in records])
+        image, target = [], []
+        with torch.no_grad():
+            for i in range(0, len(records), batch):
+                image.append(model.encode_image_latents(self.pixels[i : i + batch]))
+                target.append(model.encode_image_latents(targets[i : i + batch]) * model.vae.config.scaling_factor)
+        self.image_latents, self.target_latents = torch.cat(image), torch.cat(target)
 
 
 TARGETS = ("input_offset", "context", "guidance")
@@ -189,6 +207,23 @@ def distill_loss(student_out, target: dict[str, torch.Tensor]) -> dict[str, torc
     return losses
 
 
+def unet_loss(model: ReasonBrainModel, enc: EncodedImages, idx: torch.Tensor, student_out,
+              target: dict[str, torch.Tensor], empty_target: dict[str, torch.Tensor], noise_scheduler,
+              generator: torch.Generator) -> torch.Tensor:
+    """MSE between the frozen UNet's predictions under the student's and the teacher's conditioning, over what the
+    teacher's instruction changes in that prediction (batch means; one random timestep and noise per row)."""
+    z0 = enc.target_latents[idx]
+    noise = torch.randn(z0.shape, generator=generator)
+    t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(idx),), generator=generator)
+    noisy = noise_scheduler.add_noise(z0, noise, t)
+    image = enc.image_latents[idx]
+    with torch.no_grad():
+        teacher = model.predict_noise(noisy, t, image, target["input_offset"], target["context"])
+        no_text = model.predict_noise(noisy, t, image, empty_target["input_offset"], empty_target["context"])
+    student = model.predict_noise(noisy, t, image, student_out.input_offset, student_out.context)
+    return F.mse_loss(student, teacher) / (teacher - no_text).pow(2).mean().clamp(min=1e-8)
+
+
 def validate(student: ReasonBrainModel, records: list, cfg: DistillConfig, proposer, vocabulary) -> dict[str, float]:
     """Reasoning accuracy on validation records with their own wording and with rephrased (train-family) wording."""
     from reasonbrain.pipelines.pipeline_reasonbrain import ReasonBrainEditPipeline
@@ -212,7 +247,8 @@ def validate(student: ReasonBrainModel, records: list, cfg: DistillConfig, propo
     return out
 
 
-def distill(cfg: DistillConfig, resume: bool = False) -> dict[str, Any]:
+def distill(cfg: DistillConfig, resume: bool = False, config_file: str | None = None) -> dict[str, Any]:
+    """Run the distillation; ``config_file`` (the recipe it came from) is recorded in summary.json."""
     from reasonbrain.regions import build_region_proposer
     from reasonbrain.synthworld import VOCABULARY
     from reasonbrain.synthworld.dataset import load_split
@@ -237,6 +273,11 @@ def distill(cfg: DistillConfig, resume: bool = False) -> dict[str, Any]:
         saved = torch.load(cache, weights_only=False)  # our own cache file
         enc.__dict__.update(saved["images"])
         targets.own, targets.empty = saved["own"], saved["empty"]
+        if not hasattr(enc, "target_latents"):  # a cache written before the UNet term
+            enc.add_latents(teacher, train_records)
+            saved["images"] = vars(enc)
+            torch.save(saved, cache + ".tmp")
+            os.replace(cache + ".tmp", cache)
     else:
         enc = EncodedImages(teacher, train_records, proposer)
         targets = TeacherTargets(teacher, enc, train_records, objects)
@@ -247,6 +288,11 @@ def distill(cfg: DistillConfig, resume: bool = False) -> dict[str, Any]:
     from reasonbrain.binding import PhraseSimilarity
 
     similarity = PhraseSimilarity(cfg.table)
+    noise_scheduler = None
+    if cfg.unet_loss_weight:
+        from reasonbrain.schedulers import make_scheduler
+
+        noise_scheduler = make_scheduler(teacher.config.diffusion.train_scheduler)
 
     params = [p for p in reader.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
@@ -264,6 +310,7 @@ def distill(cfg: DistillConfig, resume: bool = False) -> dict[str, Any]:
         seconds_before = state.get("seconds", 0.0)
         logger.info("resumed at step %d", step)
     rng = random.Random(f"{cfg.seed}:{step}")
+    generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
     reader.train()  # the shared modules stay in eval mode
     t0 = time.perf_counter()
     while step < cfg.max_steps:
@@ -273,7 +320,12 @@ def distill(cfg: DistillConfig, resume: bool = False) -> dict[str, Any]:
         # the student's object token comes from binding its own wording, as at inference
         objs = ["" if e else student_object(t, train_records[i], similarity)
                 for t, i, e in zip(texts, idx.tolist(), empty.tolist())]
-        losses = distill_loss(condition(student, enc, idx, texts, objs), targets.batch(idx, empty))
+        student_out, target = condition(student, enc, idx, texts, objs), targets.batch(idx, empty)
+        losses = distill_loss(student_out, target)
+        if noise_scheduler is not None:
+            losses["unet"] = unet_loss(student, enc, idx, student_out, target, targets.batch(idx, torch.ones_like(empty)),
+                                       noise_scheduler, generator)
+            losses["total"] = losses["total"] + cfg.unet_loss_weight * losses["unet"]
         opt.zero_grad(set_to_none=True)
         losses["total"].backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -296,7 +348,7 @@ def distill(cfg: DistillConfig, resume: bool = False) -> dict[str, Any]:
             append_csv(os.path.join(cfg.output_dir, "validation.csv"), metrics)
             logger.info("validation %s", metrics)
     summary = {"steps": step, "seconds": round(seconds_before + time.perf_counter() - t0, 1), "teacher": cfg.teacher,
-               "train_images": len(train_records), "config": dataclasses.asdict(cfg)}
+               "train_images": len(train_records), "config_file": config_file, "config": dataclasses.asdict(cfg)}
     with open(os.path.join(cfg.output_dir, "summary.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)
     return summary
@@ -317,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = dataclasses.replace(cfg, **overrides)
     if args.threads:
         torch.set_num_threads(args.threads)
-    distill(cfg, resume=args.resume)
+    distill(cfg, resume=args.resume, config_file=args.config)
     return 0
 
 

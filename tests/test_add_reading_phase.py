@@ -1,0 +1,97 @@
+"""tools/add_reading_phase.py --attach-outcome: the outcome adapter joins the bundled checkpoint only when the rest of
+its weights are the checkpoint's own, and the card and metrics say what it does and how often it is right."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+CARD = """# card
+
+## Status
+Fine.
+
+## Reasoning accuracy on the held-out test split
+table
+
+## People's wording
+Free-form figures.
+
+## Miniature table 4 (component ablation, one training budget)
+ablation
+Checkpoint size 1.0 MB.
+"""
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location("add_reading_phase", REPO / "tools" / "add_reading_phase.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def shipped(root: Path) -> Path:
+    out = root / "synth"
+    (out / "unet").mkdir(parents=True)
+    (out / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"unet weights")
+    (out / "README.md").write_text(CARD)
+    (out / "metrics.json").write_text(json.dumps({"test": {"accuracy": 0.95}}))
+    (out / "loss_curve.png").write_bytes(b"png")
+    return out
+
+
+def outcome_checkpoint(root: Path, out: Path, unet: bytes = b"unet weights") -> Path:
+    cand = root / "candidate-outcome"
+    shutil.copytree(out, cand)
+    (cand / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(unet)
+    (cand / "mllm_outcome_adapter").mkdir()
+    (cand / "mllm_outcome_adapter" / "adapter_model.safetensors").write_bytes(b"lora")
+    (cand / "outcome_summary.json").write_text(json.dumps({
+        "steps": 4000, "train_seconds": 2400.0, "chosen_step": 4000, "train_records": 16942, "val_records": 150,
+        "adapter_parameters": 96256, "validation": {"own_both": 79.3, "rephrased_both": 66.7}, "config": {}}))
+    return cand
+
+
+def evaluation(root: Path) -> Path:
+    cell = {"object": 90.0, "outcome": 85.0, "both": 77.5}
+    path = root / "outcome_eval.json"
+    path.write_text(json.dumps({"split": "test", "records": 400, "summary": {
+        "causal": {"n": 100, "own": cell, "rephrased": cell}, "overall": {"n": 400, "own": cell, "rephrased": cell}}}))
+    return path
+
+
+def test_attaching_the_outcome_adapter_updates_card_and_metrics_once(tmp_path):
+    tool = load_tool()
+    out = shipped(tmp_path)
+    cand, ev = outcome_checkpoint(tmp_path, out), evaluation(tmp_path)
+    for _ in range(2):  # attaching again replaces the section instead of adding a second one
+        assert tool.main(["--attach-outcome", str(cand), "--outcome-eval", str(ev), "--out", str(out)]) == 0
+    assert (out / "mllm_outcome_adapter" / "adapter_model.safetensors").read_bytes() == b"lora"
+    card = (out / "README.md").read_text()
+    assert card.count("### What the model says it inferred") == 1 and "Free-form figures." in card
+    people = card.split("## People's wording\n")[1].split("\n## ")[0]
+    assert "| **overall** |" not in people and "| overall | 400 | 90.0 % | 77.5 % | 90.0 % | 77.5 % |" in people
+    assert "4000 steps on 16,942 training records, 40 min on CPU" in people
+    assert card.index("## People's wording") < card.index("## Miniature table 4")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"] == {"accuracy": 0.95} and metrics["outcome"]["summary"]["overall"]["n"] == 400
+    assert "config" not in metrics["outcome"]["training"]
+
+
+def test_an_adapter_trained_on_other_weights_is_refused(tmp_path):
+    tool = load_tool()
+    out = shipped(tmp_path)
+    cand = outcome_checkpoint(tmp_path, out, unet=b"another unet")
+    with pytest.raises(ValueError, match="was not built on"):
+        tool.main(["--attach-outcome", str(cand), "--outcome-eval", str(evaluation(tmp_path)), "--out", str(out)])
+    assert (out / "README.md").read_text() == CARD and not (out / "mllm_outcome_adapter").exists()
+    shutil.rmtree(cand / "mllm_outcome_adapter")
+    (cand / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"unet weights")
+    with pytest.raises(ValueError, match="no mllm_outcome_adapter"):
+        tool.main(["--attach-outcome", str(cand), "--outcome-eval", str(evaluation(tmp_path)), "--out", str(out)])
