@@ -10,7 +10,6 @@ import hashlib
 import io
 import logging
 import os
-import random
 import re
 import threading
 import time
@@ -22,6 +21,7 @@ import numpy as np
 import PIL.Image
 
 from app.settings import Settings
+from reasonbrain.seeds import check_seed, random_seed
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -254,9 +254,7 @@ class Engine:
             raise ValueError(
                 f"unknown scheduler {request.scheduler!r}; choose one of {', '.join(self.scheduler_names())}"
             )
-        seed = random.randrange(2**31) if request.seed is None else _whole("seed", request.seed)
-        if not 0 <= seed < 2**63:
-            raise ValueError(f"seed must be between 0 and 2**63 - 1, got {seed}")
+        seed = random_seed() if request.seed is None else check_seed(_whole("seed", request.seed))
         call_kwargs = {
             "num_inference_steps": steps, "guidance_scale": g_text, "image_guidance_scale": g_image,
             "seed": seed, "scheduler": request.scheduler,

@@ -58,6 +58,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, defer, mapped_column, sessionmaker
 
+from reasonbrain.seeds import check_seed
+
 logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
@@ -563,8 +565,7 @@ class Store:
         """Validated column values of a step row and the encoded output image (all before any lock)."""
         if not isinstance(instruction, str) or not instruction.strip():
             raise ValueError("instruction must be non-empty text")
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-            raise ValueError(f"seed must be a whole number in [0, 2**63), got {seed!r}")
+        check_seed(seed)
         fields = {
             "instruction": instruction.strip(), "seed": seed, "preset": str(preset),
             "checkpoint_hash": str(checkpoint_hash),

@@ -121,7 +121,8 @@ def test_validation_errors_pass_through(engine):
                 EditRequest(image=scene(), instruction=INSTRUCTION, steps=0),
                 EditRequest(image=scene(), instruction=INSTRUCTION, guidance_scale=float("nan")),
                 EditRequest(image=scene(), instruction=INSTRUCTION, scheduler="NoSuchScheduler"),
-                EditRequest(image=scene(), instruction=INSTRUCTION, seed=-1)]:
+                EditRequest(image=scene(), instruction=INSTRUCTION, seed=-1),
+                EditRequest(image=scene(), instruction=INSTRUCTION, seed=2**31)]:
         with pytest.raises(ValueError):
             engine.edit(bad)
     with pytest.raises(ValueError, match="empty"):

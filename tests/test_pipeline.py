@@ -80,6 +80,17 @@ def test_mllm_referring_path_returns_an_object(pipe):
     assert out.object_token.startswith("<obj>")
 
 
+def test_seeds_share_one_range(pipe):
+    from reasonbrain.seeds import MAX_SEED
+
+    assert MAX_SEED == 2**31 - 1
+    out = pipe(scene(), INSTRUCTION, seed=MAX_SEED, num_inference_steps=1)
+    assert out.seed == MAX_SEED and 0 <= pipe(scene(), INSTRUCTION, num_inference_steps=1).seed <= MAX_SEED
+    for bad in (MAX_SEED + 1, -1, 1.5, True):
+        with pytest.raises(ValueError, match="seed must be a whole number from 0 to 2147483647"):
+            pipe(scene(), INSTRUCTION, seed=bad, num_inference_steps=1)
+
+
 def test_unknown_object_degrades_to_the_whole_image(pipe):
     out = pipe(scene(), "Suppose it rained for a week.", seed=0, num_inference_steps=1)
     assert out.object_token.startswith("<obj>")

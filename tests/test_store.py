@@ -254,6 +254,9 @@ def test_add_step_validation(store):
     with pytest.raises(ValueError, match="JSON"):
         store.add_step("u", chain.id, None, instruction="What if?", input_image=img(1), output_image=img(2),
                        seed=1, settings={"x": object()}, preset="tiny", checkpoint_hash="h", timings={}, details={})
+    for seed in (2**31, -1, True):  # the pipeline's seed range (reasonbrain.seeds)
+        with pytest.raises(ValueError, match="seed must be a whole number from 0 to 2147483647"):
+            add(store, "u", chain.id, None, "What if?", img(2), input_image=img(1), seed=seed)
     s = store.add_step("u", chain.id, None, instruction="What if?", input_image=img(1), output_image=img(2), seed=1,
                        settings={}, preset="tiny", checkpoint_hash="h", timings={}, details={})
     assert s.input_image == chain.source_image  # same pixels, same file

@@ -36,6 +36,7 @@ from app import identity, render
 from app.components import UploadImage
 from app.engine import EditRequest, EditResult, Engine, render_attention_heatmap
 from app.store import ChainTree, NotFound, StepInfo, Store
+from reasonbrain.seeds import MAX_SEED
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,6 @@ REGIONS_HEIGHT = 440  # the image and its legend (one line per 2-3 regions)
 PIXEL_ART_MAX_PX = 128  # inputs no larger than this are pixel art: upscaled with nearest neighbour on screen
 DOWNLOAD_DIR = os.path.join(tempfile.gettempdir(), "reasonbrain-studio-downloads")
 MAX_DOWNLOAD_FILES = 400
-MAX_SEED = 2**31 - 1
 PROMPT_HINT = "What would happen if the ice cube were left in the sun?"
 NOT_FOUND_MESSAGE = "This chain or step does not exist (any more), or it belongs to someone else."
 # after an exception (a bug, or a request gradio itself refused): its notice says why

@@ -13,7 +13,6 @@ import json
 import logging
 import math
 import os
-import random
 import time
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -34,6 +33,7 @@ from reasonbrain.referring import ReferencedObject, extract_referenced_object, s
 from reasonbrain.region_names import colour_name, horizontal_position
 from reasonbrain.regions import Regions, build_region_proposer, masks_to_feature_grid, pad_regions
 from reasonbrain.schedulers import make_scheduler, swap_scheduler
+from reasonbrain.seeds import check_seed, random_seed
 from reasonbrain.text import normalize_instruction
 
 logger = logging.getLogger(__name__)
@@ -374,7 +374,7 @@ class ReasonBrainEditPipeline:
 
         # 2. Seed: an explicit generator wins, then the seed, else a fresh random seed (reported back)
         if generator is None:
-            seed = random.randrange(2**31) if seed is None else int(seed)
+            seed = random_seed() if seed is None else check_seed(seed)
             generator = torch.Generator(device="cpu").manual_seed(seed)
         else:
             seed = int(generator.initial_seed())
