@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: app test test-all install clean lint params bench synth-checkpoint synth-reader
+.PHONY: app test test-all install clean lint params bench synth-checkpoint synth-teacher synth-reader
 
 $(STAMP): requirements.txt requirements-dev.txt constraints-cpu.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -37,9 +37,16 @@ clean:
 
 # Rebuild the bundled default checkpoint: data (+ 160,000 extra training samples, seeds 1 to 3), training
 # (VAE pre-training + main phase, then eight continuation phases; stages 4, 7 and 9 are batch 128 and were run
-# on a GPU), export with model card. `make synth-reader` then builds the reading-phase candidate (issue 18; not
-# the bundled default yet).
-synth-checkpoint: $(STAMP)
+# on a GPU), export with model card (the stage-9 teacher), then the reading phase (`synth-reader`) put into it
+# with its free-form figures, and the inferred-outcome adapter attached.
+synth-checkpoint: synth-teacher synth-reader
+	$(BIN)/python tools/add_reading_phase.py --reader-run runs/synth_reader_unet \
+		--reader-checkpoint runs/synth_reader_unet/candidate --freeform runs/synth_reader_unet/freeform.json \
+		--out checkpoints/synth
+	$(BIN)/python tools/add_reading_phase.py --attach-outcome runs/synth_reader_unet/candidate-outcome \
+		--outcome-eval runs/synth_reader_unet/outcome_eval.json --out checkpoints/synth
+
+synth-teacher: $(STAMP)
 	$(BIN)/python -m reasonbrain synthworld --n 20000 --out data/synth --seed 0
 	$(BIN)/python -m reasonbrain synthworld --n 40000 --out data/synth_extra --seed 1 --split-fractions 1 0 0 \
 		--chains 0
@@ -62,16 +69,20 @@ synth-checkpoint: $(STAMP)
 		--previous-run runs/synth_stage8 \
 		--data-dir data/synth --out checkpoints/synth --ablation reports/synth-ablation
 
-# The reading-phase candidate from the bundled stage-9 model (checkpoints/synth, data/synth from synth-checkpoint):
-# the text side distilled into an InstructionReader (MLP into the MLLM space), the scene recogniser (half of its
-# renders through the VAE), the validation-split check, the free-form benchmark and the inferred-outcome adapter.
+# The reading phase from the stage-9 teacher (runs/synth_stage9/checkpoint, data/synth): the text side distilled into
+# an InstructionReader (MLP into the MLLM space), then refined with the frozen UNet's predictions in the loss; the
+# scene recogniser (half of its renders through the VAE); the validation-split check; the free-form benchmark; the
+# inferred-outcome adapter and its held-out figures.
 synth-reader: $(STAMP)
 	$(BIN)/python -m reasonbrain.training.distill_reader --config configs/distill_synth_reader_mlp.json --resume
-	$(BIN)/python -m reasonbrain.training.train_recogniser --checkpoint runs/synth_reader_mlp/checkpoint \
-		--out runs/synth_reader_mlp/candidate --epochs 5 --vae-share 0.5
-	$(BIN)/python tools/select_reader_checkpoint.py runs/synth_reader_mlp/candidate --stride 6
-	$(BIN)/python benchmarks/freeform_eval.py --checkpoint runs/synth_reader_mlp/candidate \
-		--json-out runs/synth_reader_mlp/freeform.json
-	$(BIN)/python -m reasonbrain.training.train_outcome --checkpoint runs/synth_reader_mlp/candidate \
-		--out runs/synth_reader_mlp/candidate-outcome --resume
-	$(BIN)/python benchmarks/outcome_eval.py --checkpoint runs/synth_reader_mlp/candidate-outcome --limit 400
+	$(BIN)/python -m reasonbrain.training.distill_reader --config configs/distill_synth_reader_unet.json --resume
+	$(BIN)/python -m reasonbrain.training.train_recogniser --checkpoint runs/synth_reader_unet/checkpoint \
+		--out runs/synth_reader_unet/candidate --epochs 5 --vae-share 0.5
+	$(BIN)/python tools/select_reader_checkpoint.py runs/synth_reader_mlp/checkpoint runs/synth_reader_unet/candidate \
+		--stride 6
+	$(BIN)/python benchmarks/freeform_eval.py --checkpoint runs/synth_reader_unet/candidate \
+		--json-out runs/synth_reader_unet/freeform.json
+	$(BIN)/python -m reasonbrain.training.train_outcome --checkpoint runs/synth_reader_unet/candidate \
+		--out runs/synth_reader_unet/candidate-outcome --resume
+	$(BIN)/python benchmarks/outcome_eval.py --checkpoint runs/synth_reader_unet/candidate-outcome \
+		--json-out runs/synth_reader_unet/outcome_eval.json
