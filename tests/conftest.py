@@ -28,6 +28,15 @@ def get_dummy_components(seed: int = 0, **overrides):
     return ReasonBrainModel.from_config(tiny_config(**overrides))
 
 
+def pipeline_for(model):
+    """The pipeline of a tiny model with its (random-weight) SAM 2 proposer, chosen explicitly."""
+    from reasonbrain.pipelines.pipeline_reasonbrain import ReasonBrainEditPipeline
+    from reasonbrain.regions import build_region_proposer
+
+    return ReasonBrainEditPipeline(model=model, region_proposer=build_region_proposer(model.config.regions,
+                                                                                      load_pretrained=False))
+
+
 def dummy_batch(model, batch_size: int = 2, seed: int = 0):
     from reasonbrain.training.task import Batch
 

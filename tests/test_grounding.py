@@ -11,7 +11,7 @@ from reasonbrain.models.reasonbrain import ReasonBrainModel
 from reasonbrain.training.task import ReasonBrainTrainingTask, ablation_config
 from reasonbrain.training.train import with_components
 
-from .conftest import dummy_batch, get_dummy_components, tiny_config
+from .conftest import dummy_batch, get_dummy_components, pipeline_for, tiny_config
 from .test_model import condition
 
 
@@ -91,7 +91,6 @@ def test_pipeline_reports_the_attention_the_grounding_map_spreads():
 
 
 def test_with_components_keeps_the_checkpoint_and_refuses_to_drop_modules(tmp_path):
-    from reasonbrain.pipelines.pipeline_reasonbrain import ReasonBrainEditPipeline
 
     model = get_dummy_components().eval()
     model.save_pretrained(tmp_path / "m")
@@ -99,7 +98,7 @@ def test_with_components_keeps_the_checkpoint_and_refuses_to_drop_modules(tmp_pa
     assert not loaded.config.components.grounding_map  # checkpoints written before the switch load unchanged
     grounded = with_components(loaded, {"grounding_map": True})
     pil = Image.fromarray((torch.rand(64, 64, 3).numpy() * 255).astype("uint8"))
-    outs = [ReasonBrainEditPipeline(model=m)(pil, "What if the apple rotted?", seed=1, num_inference_steps=2).images[0]
+    outs = [pipeline_for(m)(pil, "What if the apple rotted?", seed=1, num_inference_steps=2).images[0]
             for m in (loaded, grounded)]
     assert list(outs[0].getdata()) == list(outs[1].getdata())
     grounded.save_pretrained(tmp_path / "g")

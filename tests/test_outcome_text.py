@@ -14,7 +14,7 @@ import torch
 
 from reasonbrain.synthworld.dataset import generate_sample, sample_matching
 from reasonbrain.synthworld.outcome import outcome_text, read_outcome, score_outcome
-from tests.conftest import tiny_config
+from tests.conftest import pipeline_for, tiny_config
 from tests.test_cli import root_logging_restored  # noqa: F401  (autouse: main() resets the root logger)
 
 TABLE = "wordllama-l2-supercat-256"
@@ -36,10 +36,9 @@ def reader_overrides() -> dict:
 
 def teach(model, image, instruction: str, sentence: str, steps: int = 60) -> None:
     """Train the outcome adapter (alone) until it writes ``sentence`` for (image, instruction)."""
-    from reasonbrain.pipelines.pipeline_reasonbrain import ReasonBrainEditPipeline
     from reasonbrain.training.train_outcome import outcome_losses
 
-    prompt, rows = ReasonBrainEditPipeline(model=model).edit_sequences([image], [instruction])
+    prompt, rows = pipeline_for(model).edit_sequences([image], [instruction])
     assert rows == [0]
     model.requires_grad_(False)
     params = model.mllm.outcome_parameters()
@@ -66,13 +65,12 @@ def apple():
 def taught(apple, tmp_path_factory):
     """A tiny checkpoint whose outcome adapter says SENTENCE for the apple scene, and that scene as a file."""
     from reasonbrain.models.reasonbrain import ReasonBrainModel
-    from reasonbrain.pipelines.pipeline_reasonbrain import ReasonBrainEditPipeline
 
     folder = tmp_path_factory.mktemp("taught")
     torch.manual_seed(0)
     model = ReasonBrainModel.from_config(outcome_config()).eval()
     teach(model, apple.src, apple.record.instruction, SENTENCE)
-    ReasonBrainEditPipeline(model=model).save_pretrained(folder / "ckpt")
+    pipeline_for(model).save_pretrained(folder / "ckpt")
     apple.src.save(folder / "scene.png")
     return {"checkpoint": str(folder / "ckpt"), "image": str(folder / "scene.png"), "model": model}
 
@@ -191,7 +189,6 @@ def test_the_edit_is_bit_identical_with_and_without_the_adapter(taught, apple, t
 
 def test_generation_goes_on_after_the_edits_own_sequence_with_the_readers_states(monkeypatch):
     from reasonbrain.models.reasonbrain import ReasonBrainModel
-    from reasonbrain.pipelines.pipeline_reasonbrain import ReasonBrainEditPipeline
 
     torch.manual_seed(0)
     model = ReasonBrainModel.from_config(outcome_config(**reader_overrides())).eval()
@@ -211,7 +208,7 @@ def test_generation_goes_on_after_the_edits_own_sequence_with_the_readers_states
     monkeypatch.setattr(model.mllm, "build_sequence", spy_build)
     monkeypatch.setattr(model.mllm, "generate_text", spy_generate)
     text = "What if the APPLE on the left were forgotten for a month?"
-    ReasonBrainEditPipeline(model=model)(PIL_image(), text, seed=0, num_inference_steps=1)
+    pipeline_for(model)(PIL_image(), text, seed=0, num_inference_steps=1)
     (prompt, kwargs), = calls["generate"]
     assert kwargs["outcome_adapter"] is True
     (edit_kwargs, edit), = calls["build"]  # the edit's sequence (the instruction's row and the CFG branch's)
@@ -229,11 +226,10 @@ def test_generation_goes_on_after_the_edits_own_sequence_with_the_readers_states
 
 
 def test_a_token_model_writes_the_instruction_as_tokens(taught, apple):
-    from reasonbrain.pipelines.pipeline_reasonbrain import ReasonBrainEditPipeline
 
     model = taught["model"]
     assert not model.reads_normalized_text
-    prompt, _ = ReasonBrainEditPipeline(model=model).edit_sequences([apple.src], [apple.record.instruction])
+    prompt, _ = pipeline_for(model).edit_sequences([apple.src], [apple.record.instruction])
     apple_ids = set(model.mllm.tokenizer.encode(" apple", add_special_tokens=False))
     assert apple_ids <= set(prompt["input_ids"][0].tolist())
 
@@ -279,7 +275,7 @@ def test_training_script_writes_a_pipeline_folder_and_resumes(tmp_path, capsys):
     torch.manual_seed(0)
     source = tmp_path / "source"
     config = tiny_config(mllm={"lora": None, "max_instruction_tokens": 128})  # the synth preset reads 128 tokens
-    ReasonBrainEditPipeline(model=ReasonBrainModel.from_config(config)).save_pretrained(source)
+    pipeline_for(ReasonBrainModel.from_config(config)).save_pretrained(source)
     (source / "README.md").write_text("card", encoding="utf-8")
     out = tmp_path / "out"
     args = ["--checkpoint", str(source), "--out", str(out), "--data-dir", str(tmp_path / "data"), "--threads", "1",

@@ -165,7 +165,14 @@ class ReasonBrainEditPipeline:
         self.scheduler = scheduler or make_scheduler(model.config.diffusion.scheduler)
         self.region_proposer = region_proposer
         if region_proposer is None and model.config.components.region_branch:
-            self.region_proposer = build_region_proposer(model.config.regions, load_pretrained=False)
+            backend = model.config.regions.backend
+            if backend != "color_segments":  # a SAM backend: its weights are the caller's choice, never random by default
+                raise ValueError(
+                    f"this model's region branch uses the {backend!r} region proposer: pass region_proposer="
+                    "build_region_proposer(model.config.regions) for its pretrained weights (or load_pretrained=False "
+                    "for random weights, in tests), or load the pipeline with from_pretrained / from_config"
+                )
+            self.region_proposer = build_region_proposer(model.config.regions)  # fully set by the config, no weights
         if vocabulary is None and model.config.defaults.referring_vocabulary == "synthworld":
             from reasonbrain.synthworld import VOCABULARY as vocabulary
         self.vocabulary = vocabulary

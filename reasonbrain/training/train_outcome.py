@@ -158,7 +158,11 @@ def validate(model: ReasonBrainModel, records: list, cfg: OutcomeTrainConfig) ->
     from reasonbrain.synthworld.outcome import evaluate_outcomes, outcome_percentages
 
     was_training = model.mllm.outcome_lm.training
-    pipe = ReasonBrainEditPipeline(model=model)  # (puts the model in eval mode)
+    from reasonbrain.regions import build_region_proposer
+
+    # the proposer the edits use (synth: the colour segmenter); no download here, so a SAM backend gets random weights
+    proposer = build_region_proposer(model.config.regions, load_pretrained=False)
+    pipe = ReasonBrainEditPipeline(model=model, region_proposer=proposer)  # (puts the model in eval mode)
     rng = random.Random(f"{cfg.seed}:val")
     out = {}
     for label, wordings in (("own", [r.instruction for r in records]),
