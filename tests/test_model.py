@@ -299,3 +299,21 @@ def test_mode_targets_are_the_vae_posterior_mean_and_sampled_targets_are_not():
     assert loss("sample") != first  # the sampled target latent differs between calls
     with pytest.raises(ValueError, match="target_latents"):
         ReasonBrainTrainingTask(model, target_latents="mean")
+
+
+def test_a_component_config_that_disagrees_with_the_checkpoint_config_is_refused(tmp_path):
+    """One source of truth: a component's saved config.json must say what reasonbrain_config.json says."""
+    import json
+
+    from tests.conftest import get_dummy_components
+
+    model = get_dummy_components().eval()
+    model.save_pretrained(tmp_path / "m")
+    ReasonBrainModel.from_pretrained(tmp_path / "m")  # as saved: loads
+    path = tmp_path / "m" / "qformer" / "config.json"
+    saved = json.loads(path.read_text())
+    heads = saved["num_heads"]
+    saved["num_heads"] = heads * 2  # the same weight shapes, a different model
+    path.write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match=rf"qformer/config.json disagrees .*num_heads is {heads * 2} there but {heads} here"):
+        ReasonBrainModel.from_pretrained(tmp_path / "m")

@@ -98,6 +98,11 @@ def build_reader(config: ReasonBrainConfig) -> InstructionReader:
     ).load_pretrained_table()
 
 
+def _plain(value):
+    """Config values compared across JSON round trips (tuples and lists alike)."""
+    return list(value) if isinstance(value, tuple) else value
+
+
 def load_strict(cls, path: str, **kwargs):
     """``cls.from_pretrained`` that raises on missing, unexpected or mismatched weights."""
     model, info = cls.from_pretrained(path, output_loading_info=True, **kwargs)
@@ -244,9 +249,16 @@ class ReasonBrainModel(nn.Module):
         in_ch = int(unet.config.in_channels)
 
         def make(sub: str, klass, **kwargs):
-            if folder is not None:
-                return load_strict(klass, os.path.join(folder, sub))
-            return klass(**kwargs)
+            if folder is None:
+                return klass(**kwargs)
+            module = load_strict(klass, os.path.join(folder, sub))
+            saved = module.config  # the module's own config.json must say what ReasonBrainConfig says
+            differ = {k: (v, saved[k]) for k, v in kwargs.items()
+                      if k in saved and _plain(saved[k]) != _plain(v)}
+            if differ:
+                raise ValueError(f"{folder}: {sub}/config.json disagrees with reasonbrain_config.json and the backbones: "
+                                 + "; ".join(f"{k} is {b!r} there but {a!r} here" for k, (a, b) in differ.items()))
+            return module
 
         frce = None
         if comp.patch_branch or comp.region_branch:
