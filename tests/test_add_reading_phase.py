@@ -95,3 +95,18 @@ def test_an_adapter_trained_on_other_weights_is_refused(tmp_path):
     (cand / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"unet weights")
     with pytest.raises(ValueError, match="no mllm_outcome_adapter"):
         tool.main(["--attach-outcome", str(cand), "--outcome-eval", str(evaluation(tmp_path)), "--out", str(out)])
+
+
+def test_the_wording_section_says_what_reading_costs_on_the_generators_wording():
+    tool = load_tool()
+    split = {"accuracy": 0.914, "n": 2005, "per_category": {"causal": 0.944, "story": 0.873}}
+    teacher = {"test": {"accuracy": 0.933, "per_category": {"causal": 0.952, "story": 0.912}},
+               "chains": {"1-step": 0.98, "2-step": 0.97, "chains": 100}}
+    rephrased = {"accuracy": 0.806, "n": 1003, "per_category": {"causal": 0.829, "story": 0.699}}
+    freeform = {"by_category": {"causal": {"n": 73, "freeform": 94.5, "generator": 94.5}}, "n_edits": 222,
+                "overall": 87.8, "generator_overall": 95.0, "absent_refused": 96.0, "n_absent": 25,
+                "false_refusals": 0.5}
+    text = tool._people_text(rephrased, freeform, split, {"1-step": 0.98, "2-step": 0.96, "chains": 100}, teacher)
+    assert "93.3% -> 91.4% (causal 95.2% -> 94.4%, story 91.2% -> 87.3%)" in text
+    assert "chains (1 / 2 / 3 steps) 98.0% -> 98.0% / 97.0% -> 96.0%." in text
+    assert "n=1003): 80.6% (causal 82.9%, story 69.9%)" in text and "| **overall** | 222 | **87.8 %** |" in text

@@ -83,6 +83,8 @@ def add_reading(args) -> str:
         freeform = json.load(f)["summary"]
     metrics = _read_json(os.path.join(tmp, "metrics.json"))
     metrics.pop("outcome", None)  # a new reader: an earlier outcome adapter no longer applies
+    # the model it reads for (its figures before the first reading phase), to show what reading costs
+    metrics.setdefault("teacher", {"test": metrics["test"], "chains": metrics["chains"]})
     metrics.update(test=test, test_rephrased=rephrased, ci_subset=ci_subset, chains=chains, reader=reader,
                    freeform=freeform)
     _write_json(os.path.join(tmp, "metrics.json"), metrics)
@@ -100,7 +102,8 @@ def add_reading(args) -> str:
     card = re.sub(r"Multi-hop chains \(each step edits the model's own previous output; \d+ chains\): [^\n]*\.",
                   lambda m: f"Multi-hop chains (each step edits the model's own previous output; {chains['chains']} "
                   f"chains): {chains_text}.", card, count=1)
-    card = _set_section(card, "## People's wording", _people_text(rephrased, freeform))
+    card = _set_section(card, "## People's wording", _people_text(rephrased, freeform, test, chains,
+                                                                  metrics["teacher"]))
     recipes = " then ".join(f"`{s['config_file']}`" for s in reader["stages"] if s.get("config_file"))
     card = re.sub(r"(then `configs/train_synth_stage9\.json`)[^;]*;", lambda m: f"{m.group(1)} then {recipes} and "
                   "`python -m reasonbrain.training.train_recogniser`;", card, count=1)
@@ -188,9 +191,15 @@ def _reading_status(rephrased: dict, freeform: dict) -> str:
             f"{freeform['absent_refused']:.0f} % of the time, false refusals {freeform['false_refusals']:.1f} %.")
 
 
-def _people_text(rephrased: dict, freeform: dict) -> str:
+def _people_text(rephrased: dict, freeform: dict, test: dict, chains: dict, teacher: dict) -> str:
     per = ", ".join(f"{c} {a:.1%}" for c, a in rephrased["per_category"].items())
-    return (f"The test split rephrased in held-out wording families (`synthworld.language.rephrase_record`, every "
+    before = ", ".join(f"{c} {teacher['test']['per_category'][c]:.1%} -> {a:.1%}"
+                       for c, a in test["per_category"].items())
+    hops = " / ".join(f"{teacher['chains'][k]:.1%} -> {v:.1%}" for k, v in chains.items() if k.endswith("-step"))
+    return (f"What reading costs on the generator's own wording (the model it reads for -> this one, same test split): "
+            f"{teacher['test']['accuracy']:.1%} -> {test['accuracy']:.1%} ({before}); chains (1 / 2 / 3 steps) "
+            f"{hops}.\n\n"
+            f"The test split rephrased in held-out wording families (`synthworld.language.rephrase_record`, every "
             f"second record, n={rephrased['n']}): {rephrased['accuracy']:.1%} ({per}).\n\n" + _freeform_text(freeform))
 
 
