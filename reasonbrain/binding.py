@@ -15,6 +15,8 @@ model's own scene recogniser at inference, from the record while training):
 4. no noun phrase ("make it night", "what if it melted"): no object; the model reads the whole instruction.
 
 ``scene=None`` (a model without a recogniser): steps 1 and 3 over every name the world knows, and nothing is refused.
+A scene without one confident entry (the recogniser is sure of none of the world's objects: a photo, say) is read
+the same way: "there is no cheetah here" would be false; the app labels such pictures out of domain.
 
 The text is read through ``normalize_instruction`` (the same normalisation the model's text side reads).
 ``BIND_THRESHOLD`` (0.4) was set on a calibration list of everyday objects that the world does not have (lamp,
@@ -128,6 +130,8 @@ def bind_instruction(text: str, vocabulary: Vocabulary, scene: Sequence[SceneEnt
                      similarity: PhraseSimilarity | None) -> ReferencedObject:
     """The object ``text`` is about, among ``scene`` (see the module docstring); ``scene=None``: the parser alone."""
     low = normalize_instruction(text)
+    if scene is not None and not any(e.confident for e in scene):
+        scene = None
     if scene is None and similarity is None:
         return extract_referenced_object(low, vocabulary)
     level = vocabulary.scene_level

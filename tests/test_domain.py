@@ -244,7 +244,7 @@ def test_an_out_of_domain_edit_runs_and_is_labelled_in_result_and_history(synth_
     assert edit.open_chain(store, ALICE, chain.id).status.count("out of domain") == 1
 
     # a scene of the world: no label, no note, no warning
-    good = run(synth_engine, store, edit.empty_session(), scene_png, MELT)
+    good = run(synth_engine, store, edit.empty_session(), scene_png, sample_scene(seed=0).record.instruction)
     assert "out of domain" not in good.status
     assert store.get_chain(ALICE, good.session["chain_id"]).chain.domain_note is None
     assert isinstance(edit.domain_notice(synth_engine, store, ALICE, good.session, None, ""), type(gr.skip()))

@@ -77,6 +77,16 @@ def test_absent_objects_are_refused_with_what_is_here(similarity, text, named):
                                      "red apple (centre), green apple (right).")
 
 
+def test_a_picture_with_none_of_the_worlds_objects_refuses_nothing(similarity):
+    """A photo: the recogniser is sure of nothing, so "There is no cheetah in this picture" would be false."""
+    text = "What would happen if the cheetah were left in the snow?"
+    unsure = [SceneEntry("banana", "brown", "right", confident=False)]
+    for scene in ([], unsure):
+        assert bind_instruction(text, VOCABULARY, scene, similarity) == bind_instruction(text, VOCABULARY, None,
+                                                                                          similarity)
+    assert bind_instruction("What if the glass fell?", VOCABULARY, [], similarity).name == "glass"
+
+
 def test_a_present_object_wins_over_an_absent_one(similarity):
     ref = bind_instruction("The candle fell and knocked the glass over.", VOCABULARY, KITCHEN, similarity)
     assert ref.name == "glass"
