@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from app.store import ChainInfo, ChainTree, StepInfo
+from reasonbrain.binding import SceneEntry
 
 SOURCE_NODE = "source"  # data-step of the chain's source image in the timeline
 MAX_INDENT = 6  # branch nesting levels drawn with indentation (deeper ones keep the last level)
@@ -335,8 +336,7 @@ def _scene_line(details: Mapping[str, Any]) -> list[str]:
     scene = details.get("scene_objects")
     if scene is None:
         return []
-    seen = ", ".join(" ".join(x for x in (o.get("colour"), o.get("name")) if x)
-                     + (f" ({o['position']})" if o.get("position") else "") for o in scene)
+    seen = ", ".join(SceneEntry(**o).describe() for o in scene)
     return [f"**Objects the model sees:** {esc(seen) if seen else 'none it recognises'}"]
 
 

@@ -91,9 +91,10 @@ def run_edit(args: argparse.Namespace) -> int:
     ref = out.referenced_object
     understood = f"bound to {ref.name!r}" + (f" (from {ref.phrase!r}, by {ref.source})" if ref.phrase else "")
     if out.scene_objects is not None:
-        understood += "; objects seen: " + (", ".join(
-            " ".join(x for x in (o["colour"], o["name"]) if x) + f" ({o['position']})" for o in out.scene_objects)
-            or "none recognised")
+        from reasonbrain.binding import SceneEntry
+
+        understood += "; objects seen: " + (", ".join(SceneEntry(**o).describe() for o in out.scene_objects)
+                                            or "none recognised")
     print(f"wrote {args.out} and {sidecar} (seed {out.seed}, {understood})")
     if out.reasoning is not None:
         from reasonbrain.pipelines.pipeline_reasonbrain import INFERRED_OUTCOME

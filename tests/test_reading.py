@@ -234,8 +234,9 @@ def test_scene_recogniser_round_trips_and_drives_binding(tmp_path):
     assert found.probabilities.shape == (1, 2) and float(found.probabilities[0, 0]) > 0.98
     out = pipe(PIL_image(), "What if the apple rotted?", seed=0, num_inference_steps=1)
     assert out.referenced_object.name == "apple"
-    assert [o["name"] for o in out.scene_objects] == ["apple"] and out.to_dict()["scene_objects"][0]["position"]
-    with pytest.raises(ObjectNotInImageError, match=r"There is no glass in this picture; the objects here are: \w+ apple"):
+    # names only: the recogniser's coarse cells are too unreliable to tell a user where or what colour
+    assert out.to_dict()["scene_objects"] == [{"name": "apple", "colour": None, "position": None, "confident": True}]
+    with pytest.raises(ObjectNotInImageError, match=r"There is no glass in this picture; the objects here are: apple\."):
         pipe(PIL_image(), "What if the glass fell?", seed=0, num_inference_steps=1)
 
 

@@ -20,7 +20,6 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import PIL.Image
 import torch
 from tqdm.auto import tqdm
@@ -30,7 +29,6 @@ from reasonbrain.configuration import ReasonBrainConfig
 from reasonbrain.image_io import load_image, prepare_image, restore_size, tensor_to_pil
 from reasonbrain.models.reasonbrain import ReasonBrainModel
 from reasonbrain.referring import ReferencedObject, extract_referenced_object, serialize_object_token
-from reasonbrain.region_names import colour_name, horizontal_position
 from reasonbrain.regions import Regions, build_region_proposer, masks_to_feature_grid, pad_regions
 from reasonbrain.schedulers import make_scheduler, swap_scheduler
 from reasonbrain.seeds import check_seed, random_seed
@@ -550,8 +548,9 @@ class ReasonBrainEditPipeline:
 
     # --- referring and text generation ----------------------------------------------------------------------
     def recognise_objects(self, pixels: torch.Tensor, image: PIL.Image.Image) -> list[SceneEntry] | None:
-        """The objects the model's SceneRecogniser finds in ``pixels`` (1, 3, R, R), left to right, with where they
-        are (left / centre / right) and the colour there; None when the model has no recogniser."""
+        """The objects the model's SceneRecogniser finds in ``pixels`` (1, 3, R, R), most certain first; None when
+        the model has no recogniser. Names only: its coarse cells put an object in the right third of the picture
+        only 59 % of the time and its colour far less often (validation sources), too unreliable to tell a user."""
         recogniser = self.model.recogniser
         if recogniser is None:
             return None
@@ -560,17 +559,9 @@ class ReasonBrainEditPipeline:
         names = recogniser.config.object_names
         rc = self.model.config.recogniser
         probabilities = found.probabilities[0].float().cpu()
-        rgb = np.asarray(image.convert("RGB"))
-        cell = rgb.shape[1] / found.grid
-        entries = []
-        for k in torch.nonzero(probabilities >= rc.absent_below).flatten().tolist():
-            row, col = divmod(int(found.cells[0, k]), found.grid)
-            block = rgb[int(row * cell) : int((row + 1) * cell), int(col * cell) : int((col + 1) * cell)]
-            x = (col + 0.5) * cell
-            entries.append((x, SceneEntry(names[k], colour_name(np.median(block.reshape(-1, 3), axis=0)),
-                                          horizontal_position((x, 0, x, 0), rgb.shape[1]),
-                                          confident=bool(probabilities[k] >= rc.threshold))))
-        return [e for _, e in sorted(entries, key=lambda t: t[0])]
+        kept = torch.nonzero(probabilities >= rc.absent_below).flatten().tolist()
+        return [SceneEntry(names[k], confident=bool(probabilities[k] >= rc.threshold))
+                for k in sorted(kept, key=lambda k: -float(probabilities[k]))]
 
     @property
     def similarity(self) -> PhraseSimilarity | None:
