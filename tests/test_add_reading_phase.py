@@ -110,3 +110,23 @@ def test_the_wording_section_says_what_reading_costs_on_the_generators_wording()
     assert "93.3% -> 91.4% (causal 95.2% -> 94.4%, story 91.2% -> 87.3%)" in text
     assert "chains (1 / 2 / 3 steps) 98.0% -> 98.0% / 97.0% -> 96.0%." in text
     assert "n=1003): 80.6% (causal 82.9%, story 69.9%)" in text and "| **overall** | 222 | **87.8 %** |" in text
+
+
+def test_chain_figures_come_from_held_out_chains(tmp_path):
+    """evaluate_chains scores the test split's chains by default (every chain only when asked)."""
+    from types import SimpleNamespace
+
+    from reasonbrain.evaluation.synth_eval import evaluate_chains
+    from reasonbrain.synthworld.dataset import load_chains, write_dataset
+
+    write_dataset(tmp_path, n=20, seed=4, resolution=64, n_chains=30, workers=1, progress=False)
+    chains = load_chains(tmp_path)
+    held_out = [c for c in chains if c.split == "test"]
+    assert held_out and len(held_out) < len(chains)
+
+    def pipe(image, instruction, **kwargs):  # a stand-in that leaves the picture as it is
+        from reasonbrain.image_io import load_image
+        return SimpleNamespace(images=[load_image(image) if isinstance(image, str) else image])
+
+    assert evaluate_chains(pipe, str(tmp_path), progress=False)["chains"] == len(held_out)
+    assert evaluate_chains(pipe, str(tmp_path), progress=False, split=None)["chains"] == len(chains)

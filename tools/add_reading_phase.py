@@ -99,9 +99,9 @@ def add_reading(args) -> str:
     card = re.sub(r"\| category \| n \| reasoning accuracy \|\n.*?s per edit\.", lambda m: markdown_table(test), card,
                   count=1, flags=re.S)
     chains_text = " / ".join(f"{k}: {v:.1%}" for k, v in chains.items() if k.endswith("-step"))
-    card = re.sub(r"Multi-hop chains \(each step edits the model's own previous output; \d+ chains\): [^\n]*\.",
+    card = re.sub(r"Multi-hop chains \(each step edits the model's own previous output; \d+ [^)]*chains\): [^\n]*\.",
                   lambda m: f"Multi-hop chains (each step edits the model's own previous output; {chains['chains']} "
-                  f"chains): {chains_text}.", card, count=1)
+                  f"held-out test-split chains): {chains_text}.", card, count=1)
     card = _set_section(card, "## People's wording", _people_text(rephrased, freeform, test, chains,
                                                                   metrics["teacher"]))
     recipes = " then ".join(f"`{s['config_file']}`" for s in reader["stages"] if s.get("config_file"))

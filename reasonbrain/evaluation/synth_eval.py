@@ -67,13 +67,15 @@ def evaluate_ci_subset(pipe, workdir: str) -> dict[str, Any]:
 
 
 def evaluate_chains(pipe, data_dir: str, *, limit: int | None = None, seed: int = 0,
-                    num_inference_steps: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Multi-hop: each step edits the model's own previous result; accuracy per hop count (as table A5)."""
+                    num_inference_steps: int | None = None, progress: bool = True,
+                    split: str | None = "test") -> dict[str, Any]:
+    """Multi-hop: each step edits the model's own previous result; accuracy per hop count (as table A5), on the
+    chains of ``split`` (held-out ones by default; None: every chain, training ones included)."""
     from reasonbrain.referring import ObjectNotInImageError
     from reasonbrain.synthworld.accuracy import is_correct
     from reasonbrain.synthworld.dataset import load_chains
 
-    chains = load_chains(data_dir)
+    chains = [c for c in load_chains(data_dir) if split is None or c.split == split]
     if limit:
         chains = chains[:limit]
     by_depth: dict[int, list[bool]] = {}
@@ -93,7 +95,7 @@ def evaluate_chains(pipe, data_dir: str, *, limit: int | None = None, seed: int 
             by_depth.setdefault(depth, []).append(is_correct(current, rec.path(rec.tgt_image),
                                                              [rec.path(a.image) for a in rec.alternatives]))
     return {f"{d}-step": sum(v) / len(v) for d, v in sorted(by_depth.items())} | {
-        "chains": len(chains), "count_per_depth": {d: len(v) for d, v in sorted(by_depth.items())}}
+        "chains": len(chains), "split": split, "count_per_depth": {d: len(v) for d, v in sorted(by_depth.items())}}
 
 
 def markdown_table(result: dict[str, Any]) -> str:
