@@ -90,3 +90,14 @@ def test_a_good_edit_draws_the_bar_and_writes_image_and_json(scene, tmp_path, ca
     captured = capsys.readouterr()
     assert "denoising" in captured.err and "wrote" in captured.out
     assert out.is_file() and json.loads(out.with_suffix(".json").read_text())["seed"] == 5
+
+
+def test_console_scripts_point_at_the_library_and_the_app():
+    from importlib.metadata import entry_points
+
+    import app.__main__
+    import reasonbrain.__main__
+
+    scripts = {e.name: e for e in entry_points(group="console_scripts") if e.name.startswith("reasonbrain")}
+    assert scripts["reasonbrain"].load() is reasonbrain.__main__.main
+    assert scripts["reasonbrain-studio"].load() is app.__main__.main
