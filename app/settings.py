@@ -6,9 +6,9 @@ import argparse
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from reasonbrain.bundled import default_checkpoint
+
 DEFAULT_DATA_DIR = "./studio-data"
 DB_NAME = "studio.db"
 
@@ -31,8 +31,6 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-def default_checkpoint() -> str:
-    return str(REPO_ROOT / "checkpoints" / "synth")
 
 
 @dataclass

@@ -7,6 +7,8 @@ import json
 import os
 import sys
 
+from reasonbrain.bundled import default_checkpoint
+
 
 def add_edit_parser(sub) -> None:
     p = sub.add_parser("edit", help="edit an image with a hypothetical instruction")
@@ -26,9 +28,6 @@ def add_edit_parser(sub) -> None:
     p.set_defaults(func=run_edit)
 
 
-def default_checkpoint() -> str:
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return os.path.join(here, "checkpoints", "synth")
 
 
 def load_pipeline(checkpoint: str | None = None, preset: str | None = None, load_backbones: bool = False,

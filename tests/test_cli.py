@@ -101,3 +101,17 @@ def test_console_scripts_point_at_the_library_and_the_app():
     scripts = {e.name: e for e in entry_points(group="console_scripts") if e.name.startswith("reasonbrain")}
     assert scripts["reasonbrain"].load() is reasonbrain.__main__.main
     assert scripts["reasonbrain-studio"].load() is app.__main__.main
+
+
+def test_one_resolver_finds_the_bundled_checkpoint_from_a_clone_or_the_working_directory(tmp_path):
+    from pathlib import Path
+
+    from app.settings import Settings
+    from reasonbrain.bundled import default_checkpoint
+
+    repo = Path(__file__).resolve().parent.parent
+    assert default_checkpoint() == str(repo / "checkpoints" / "synth") == Settings().checkpoint
+    installed, clone = tmp_path / "site-packages", tmp_path / "clone"  # a non-editable install, run from a clone
+    (clone / "checkpoints" / "synth").mkdir(parents=True)
+    assert default_checkpoint(installed, cwd=clone) == str(clone / "checkpoints" / "synth")
+    assert default_checkpoint(installed, cwd=tmp_path) == str(installed / "checkpoints" / "synth")  # named in errors

@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class DistillConfig:
-    teacher: str = "checkpoints/synth"
+    teacher: str = "runs/synth_stage9/checkpoint"  # the stage-9 model; checkpoints/synth is now the reading student
     data_dir: str = "data/synth"
     output_dir: str = "runs/synth_reader"
     table: str = "wordllama-l2-supercat-256"
