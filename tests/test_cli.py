@@ -115,3 +115,14 @@ def test_one_resolver_finds_the_bundled_checkpoint_from_a_clone_or_the_working_d
     (clone / "checkpoints" / "synth").mkdir(parents=True)
     assert default_checkpoint(installed, cwd=clone) == str(clone / "checkpoints" / "synth")
     assert default_checkpoint(installed, cwd=tmp_path) == str(installed / "checkpoints" / "synth")  # named in errors
+
+
+def test_the_bundled_model_says_which_objects_it_sees_by_name(tmp_path, capsys):
+    from reasonbrain.synthworld import sample_scene
+
+    sample = sample_scene(seed=5)  # an ice cube and a log
+    sample.src.save(tmp_path / "scene.png")
+    assert main(["edit", "--image", str(tmp_path / "scene.png"), "--instruction", "make it night time",
+                     "--out", str(tmp_path / "out.png"), "--device", "cpu", "--seed", "0"]) == 0
+    line = capsys.readouterr().out.split("objects seen: ")[1].split(")\n")[0]
+    assert sorted(line.split(", ")) == ["ice cube", "log"]  # names only, no "(None)" places

@@ -244,3 +244,16 @@ def PIL_image():
     from PIL import Image
 
     return Image.new("RGB", (64, 64), (120, 160, 90))
+
+
+def test_the_reasoning_panel_names_what_the_model_sees():
+    """The panel's line, for today's names-only entries and for steps stored with colour and position before."""
+    from app import render
+
+    names_only = [{"name": "ice cube", "colour": None, "position": None, "confident": True},
+                  {"name": "log", "colour": None, "position": None, "confident": True}]
+    assert "**Objects the model sees:** ice cube, log" in render.object_markdown({"scene_objects": names_only})
+    stored = [{"name": "apple", "colour": "red", "position": "left", "confident": True}]
+    assert "**Objects the model sees:** red apple (left)" in render.object_markdown({"scene_objects": stored})
+    assert "**Objects the model sees:** none it recognises" in render.object_markdown({"scene_objects": []})
+    assert "Objects the model sees" not in render.object_markdown({})  # a model without a recogniser
