@@ -46,28 +46,10 @@ synth-checkpoint: synth-teacher synth-reader
 	$(BIN)/python tools/add_reading_phase.py --attach-outcome runs/synth_reader_unet/candidate-outcome \
 		--outcome-eval runs/synth_reader_unet/outcome_eval.json --out checkpoints/synth
 
+# The teacher as configs/recipes/synth_teacher.json lists it: data, the nine stages (a finished one is skipped, a
+# stopped one resumed), export with model card.
 synth-teacher: $(STAMP)
-	$(BIN)/python -m reasonbrain synthworld --n 20000 --out data/synth --seed 0
-	$(BIN)/python -m reasonbrain synthworld --n 40000 --out data/synth_extra --seed 1 --split-fractions 1 0 0 \
-		--chains 0
-	$(BIN)/python -m reasonbrain synthworld --n 60000 --out data/synth_extra2 --seed 2 --split-fractions 1 0 0 \
-		--chains 0
-	$(BIN)/python -m reasonbrain synthworld --n 60000 --out data/synth_extra3 --seed 3 --split-fractions 1 0 0 \
-		--chains 0
-	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth.json
-	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage2.json
-	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage3.json
-	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage4.json
-	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage5.json
-	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage6.json
-	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage7.json
-	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage8.json
-	$(BIN)/python -m reasonbrain.training.train --config configs/train_synth_stage9.json
-	$(BIN)/python tools/export_synth_checkpoint.py --run runs/synth_stage9 --previous-run runs/synth \
-		--previous-run runs/synth_stage2 --previous-run runs/synth_stage3 --previous-run runs/synth_stage4 \
-		--previous-run runs/synth_stage5 --previous-run runs/synth_stage6 --previous-run runs/synth_stage7 \
-		--previous-run runs/synth_stage8 \
-		--data-dir data/synth --out checkpoints/synth --ablation reports/synth-ablation
+	$(BIN)/python -m reasonbrain.training.recipe run configs/recipes/synth_teacher.json
 
 # The reading phase from the stage-9 teacher (runs/synth_stage9/checkpoint, data/synth): the text side distilled into
 # an InstructionReader (MLP into the MLLM space), then refined with the frozen UNet's predictions in the loss; the

@@ -139,3 +139,12 @@ def test_a_two_stage_reading_phase_names_both_recipes_in_order(tmp_path):
     (first / "summary.json").unlink()
     with pytest.raises(FileNotFoundError, match="summary.json is missing"):
         tool._read_reader_run(str(second), str(second / "checkpoint"))
+
+
+def test_the_runs_and_their_recipes_come_from_the_training_recipe(tmp_path):
+    tool = load_tool()
+    with pytest.raises(ValueError, match="runs/synth_other is not the output_dir of a stage"):
+        tool._read_run(fake_run(tmp_path, "synth_other", 10, "runs/synth_stage8/checkpoint"))
+    with pytest.raises(ValueError, match="runs/nowhere is not the output_dir of a stage"):  # before any evaluation
+        tool.main(["--run", "runs/nowhere", "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out.tmp").exists()

@@ -1,11 +1,11 @@
 """Copy a finished synth training run into checkpoints/synth and write its model card with measured metrics.
 
     python tools/export_synth_checkpoint.py --run runs/synth --data-dir data/synth --out checkpoints/synth
-    python tools/export_synth_checkpoint.py --run runs/synth_stage3 --previous-run runs/synth \
-        --previous-run runs/synth_stage2 ...
+    python tools/export_synth_checkpoint.py --run runs/synth_stage9 [--recipe configs/recipes/synth_teacher.json]
 
-``--previous-run`` (repeatable, earliest first): the runs the exported one continued from (``init_checkpoint``);
-the first one's VAE report and every run's training phase are described in the card as well.
+``--run`` is a stage of ``--recipe`` (``python -m reasonbrain.training.recipe``); the recipe's earlier stages are
+the runs it continued from: the first one's VAE report and every run's training phase, with the config file the
+recipe renders for it, are described in the card as well.
 """
 
 from __future__ import annotations
@@ -28,6 +28,10 @@ from reasonbrain.evaluation.synth_eval import (
     markdown_table,
 )
 from reasonbrain.pipelines.pipeline_reasonbrain import ReasonBrainEditPipeline
+from reasonbrain.training.recipe import Recipe, load_recipe
+
+SYNTH_RECIPE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "recipes",
+                            "synth_teacher.json")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="checkpoints/synth")
     ap.add_argument("--limit", type=int, default=None, help="test records to evaluate (default: all)")
     ap.add_argument("--chains", type=int, default=100, help="multi-hop chains to evaluate")
-    ap.add_argument("--previous-run", action="append", default=[],
-                    help="a run this one continued from (init_checkpoint); repeat for each, earliest first")
+    ap.add_argument("--recipe", default=SYNTH_RECIPE,
+                    help="the training recipe --run is a stage of (its earlier stages are the runs it continued from)")
     ap.add_argument("--ablation", default=None,
                     help="a tools/synth_ablation.py output folder: its table goes into the card (miniature table 4)")
     ap.add_argument("--reader-run", default=None,
@@ -48,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="which of the reader run's checkpoints (chosen on the validation split; default: its last)")
     ap.add_argument("--freeform", default=None, help="benchmarks/freeform_eval.py --json-out file for the card")
     args = ap.parse_args(argv)
+    recipe = load_recipe(args.recipe)
+    runs = [*recipe.previous_runs(args.run), args.run]  # checked before the evaluation
 
     src = os.path.join(args.run, "checkpoint")
     if args.reader_run:
@@ -62,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     chains = evaluate_chains(pipe, args.data_dir, limit=args.chains)
     with tempfile.TemporaryDirectory() as work:
         ci_subset = evaluate_ci_subset(pipe, work)
-    runs = [*args.previous_run, args.run]
-    phases = [_read_run(r) for r in runs]
+    phases = [_read_run(r, recipe) for r in runs]
     summary, train_cfg, last = phases[-1]["summary"], phases[-1]["config"], phases[-1]["last"]
     vae_path = os.path.join(runs[0], "vae_report.json")
     vae = json.load(open(vae_path, encoding="utf-8")) if os.path.exists(vae_path) else {}
@@ -136,7 +141,9 @@ def _ablation_text(folder: str | None) -> str:
         return f.read().strip()
 
 
-def _read_run(run: str) -> dict:
+def _read_run(run: str, recipe: Recipe | None = None) -> dict:
+    """A run's summary, config, last losses and validation, and the config file its recipe stage renders."""
+    recipe = recipe or load_recipe(SYNTH_RECIPE)
     with open(os.path.join(run, "summary.json"), encoding="utf-8") as f:
         summary = json.load(f)
     with open(os.path.join(run, "train_config.json"), encoding="utf-8") as f:
@@ -149,7 +156,7 @@ def _read_run(run: str) -> dict:
             validation = [{"step": int(r["step"]), "accuracy": float(r["accuracy"])} for r in csv.DictReader(f)]
     return {"summary": summary, "config": config, "last": last, "validation": validation,
             "hardware": summary.get("hardware"),
-            "config_file": f"configs/train_{os.path.basename(os.path.normpath(config['output_dir']))}.json"}
+            "config_file": recipe.stage_for_run(config["output_dir"]).config_file}
 
 
 def _read_reader_run(run: str, checkpoint: str) -> dict:

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # One leased-GPU session, run from the repository root (python3 = the machine's CUDA torch):
 #   1. GPU tests (tests/test_gpu.py), 2. the real-size speed benchmark (benchmarks/gpu_edit.py),
-#   3. a synth training stage (CONFIG) sized to the time left, 4. a quick GPU evaluation.
+#   3. a synth training stage (STAGE of configs/recipes/synth_teacher.json, with the data it reads) sized to the
+#   time left, 4. a quick GPU evaluation.
 # Everything it keeps lands in $OUT (at most 8 files). The whole script stops itself by BUDGET_S.
 # STEPS=N skips the calibration; SKIP_TESTS / SKIP_BENCH / SKIP_EVAL=1 skip those parts.
 set -u
 OUT=${OUT:-/tmp/gpu_session_out}
 BUDGET_S=${BUDGET_S:-540}
-CONFIG=${CONFIG:-configs/train_synth_stage4.json}
+STAGE=${STAGE:-4}
+RECIPE=configs/recipes/synth_teacher.json
+CONFIG=/tmp/stage_recipe.json  # the stage's merged config
 INIT=${INIT:-checkpoints/synth}  # the checkpoint the stage continues from (the recipe names the previous run's)
 mkdir -p "$OUT"
 T0=$(date +%s)
@@ -25,13 +28,8 @@ diffusers.__version__, 'transformers', transformers.__version__, 'accelerate', a
 peft.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no CUDA')" || exit 1
 
 log "data"
-python3 -m reasonbrain synthworld --n "${N:-20000}" --out data/synth --seed 0 --no-progress 2>&1 | tail -1
-python3 -m reasonbrain synthworld --n "${EXTRA_N:-40000}" --out data/synth_extra --seed 1 --split-fractions 1 0 0 \
-  --chains 0 --no-progress 2>&1 | tail -1
-for seed in $(grep -o 'synth_extra[0-9]' "$CONFIG" | grep -o '[0-9]$'); do  # data/synth_extraN: seed N, 60,000
-  python3 -m reasonbrain synthworld --n 60000 --out "data/synth_extra$seed" --seed "$seed" --split-fractions 1 0 0 \
-    --chains 0 --no-progress 2>&1 | tail -1
-done
+python3 -m reasonbrain.training.recipe show "$RECIPE" --stage "$STAGE" > "$CONFIG" || exit 1
+python3 -m reasonbrain.training.recipe data "$RECIPE" --stage "$STAGE" --no-progress 2>&1 | tail -8
 
 log "gpu tests"
 [ -n "${SKIP_TESTS:-}" ] || timeout 120 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py 2>&1 | tail -15
