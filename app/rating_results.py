@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from app.ratings_store import GOLD_TOLERANCE, gold_expected_score
 from reasonbrain.evaluation import ratings as agg
 from reasonbrain.evaluation.plots import bar_chart, heatmap, scatter
 
-SCALE = (1, 5)
 CRITERIA = ("ins_align", "consistency", "plausibility")
-GOLD_TOLERANCE = 1.0  # a gold score is right within 1 of the expected 1 (identity) or 5 (reference)
+_SCALE_TEXT = "{}–{}".format(*agg.SCORE_SCALE)
 PRIOR = 0.5  # Bradley-Terry virtual ties per pair
 EXPORT_FIELDS = (
     "rating_id", "annotator", "task_id", "mode", "prompt_key", "record_id", "category", "instruction", "method",
@@ -52,24 +52,17 @@ class Results:
     def summary(self) -> str:
         if not self.n_ratings:
             return "No ratings yet."
-        return (f"{self.n_ratings} ratings by {self.n_annotators} annotator(s). Ins-Align is the mean 1–5 score "
-                "rescaled to [0, 1] (the paper's scale), 95% bootstrap CI over prompts; gold items excluded."
+        return (f"{self.n_ratings} ratings by {self.n_annotators} annotator(s). Ins-Align is the mean "
+                f"{_SCALE_TEXT} score rescaled to [0, 1] (the paper's scale), 95% bootstrap CI over prompts; gold "
+                "items excluded."
                 + (f" {self.both_bad} pairwise 'both bad' answers (counted as ties)." if self.both_bad else ""))
-
-
-def _gold_score(record: dict[str, Any]) -> float | None:
-    """The expected Ins-Align of a gold absolute item as one number (reference 5, identity 1)."""
-    gold = record.get("gold_expected") or {}
-    if "ins_align" not in gold:
-        return None
-    lo, hi = gold["ins_align"]
-    return float(hi if hi == SCALE[1] else lo)
 
 
 def to_ratings(records: Sequence[dict[str, Any]], criterion: str = "ins_align") -> list[agg.Rating]:
     """Absolute records as :class:`~reasonbrain.evaluation.ratings.Rating` (item = the prompt)."""
     return [agg.Rating(item=r["prompt_key"], method=r["method"], annotator=r["annotator"], score=float(r[criterion]),
-                       seconds=r["seconds"], gold=_gold_score(r) if r["gold"] else None)
+                       seconds=r["seconds"],
+                       gold=gold_expected_score(r.get("gold_expected")) if r["gold"] else None)
             for r in records if r["mode"] == "absolute" and r[criterion] is not None]
 
 
@@ -89,8 +82,8 @@ def compute(records: Sequence[dict[str, Any]], *, min_seconds: float, exclude_to
     annotators = sorted({r["annotator"] for r in all_records})
 
     # per-method absolute scores (gold left out by ins_align_summary)
-    summaries = {c: agg.ins_align_summary(to_ratings(used, c), scale=SCALE, n_boot=n_boot, seed=seed)
-                 for c in CRITERIA}
+    summaries = {c: agg.ins_align_summary(to_ratings(used, c), scale=agg.SCORE_SCALE, n_boot=n_boot,
+                                          seed=seed) for c in CRITERIA}
     methods_rows = []
     for method, s in summaries["ins_align"].items():
         other = [summaries[c].get(method) for c in ("consistency", "plausibility")]
@@ -235,8 +228,8 @@ def _dataset_card(records: Sequence[dict[str, Any]], results: Results | None, mi
         "# ReasonBrain Studio human ratings (Ins-Align)", "",
         f"{len(records)} ratings ({modes.get('absolute', 0)} absolute, {modes.get('pairwise', 0)} pairwise) "
         "collected blind and randomised in ReasonBrain Studio's Rate tab.", "",
-        "- absolute: Ins-Align, appearance consistency and visual plausibility, 1–5 each (Ins-Align is reported "
-        "rescaled to [0, 1] like the paper);",
+        f"- absolute: Ins-Align, appearance consistency and visual plausibility, {_SCALE_TEXT} each (Ins-Align is "
+        "reported rescaled to [0, 1] like the paper);",
         "- pairwise: `choice` in task orientation (`a` = `method`, `b` = `method_b`, `tie`, `both_bad`); `swapped` "
         "says whether `b` was shown on the left;",
         f"- `seconds`: time on task measured on the server; `too_fast`: under {min_seconds:g} s;",

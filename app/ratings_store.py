@@ -16,6 +16,9 @@ same write mutex, ``BEGIN IMMEDIATE`` for writes):
   task measured on the server, a too-fast flag; undo marks a rating undone (kept for the audit trail).
 - ``rating_sessions``: hashes of the sign-in tokens held in the browser.
 
+The tables and plain results live in :mod:`app.storage.rating_models`, importing in :mod:`app.storage.rating_import`;
+the scores' scale and the rule that scores a gold answer come from :mod:`reasonbrain.evaluation.ratings`.
+
 Every method that acts for an annotator takes the annotator id resolved on the server and only ever touches that
 annotator's rows: another annotator's item id is "not found".
 """
@@ -24,235 +27,47 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
-import os
 import random
 import secrets
 import uuid
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
 import PIL.Image
-from sqlalchemy import (
-    Boolean,
-    Float,
-    ForeignKey,
-    Integer,
-    String,
-    Text,
-    UniqueConstraint,
-    delete,
-    func,
-    select,
-    update,
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from app.storage import rating_import
+from app.storage.database import MAX_USER_ID_CHARS, NotFound, utc_now
+from app.storage.images import ImageFolder
+from app.storage.rating_import import DEFAULT_SPLIT, IDENTITY_METHOD, REFERENCE_METHOD
+from app.storage.rating_models import (
+    KIND_IDENTITY,
+    KIND_METHOD,
+    KIND_REFERENCE,
+    Answer,
+    ImportReport,
+    Item,
+    Progress,
+    RatingAssignmentRow,
+    RatingOutputRow,
+    RatingRow,
+    RatingSessionRow,
+    RatingTaskRow,
 )
-from sqlalchemy.orm import Mapped, Session, mapped_column
-
-from app.store import MAX_USER_ID_CHARS, Base, NotFound, Store, UTCDateTime, encode_png, write_atomic
-from reasonbrain.reason50k import read_split
-
-logger = logging.getLogger(__name__)
+from app.storage.rating_settings import RatingSettings
+from app.store import Store
+from reasonbrain.evaluation.ratings import SCORE_SCALE, gold_correct
 
 IMAGES_DIR = "rating-images"
 MODES: tuple[str, ...] = ("absolute", "pairwise")
-KIND_METHOD, KIND_REFERENCE, KIND_IDENTITY = "method", "reference", "identity"
-REFERENCE_METHOD = "reference (ground truth)"
-IDENTITY_METHOD = "identity (unchanged source)"
 MAX_NOTE_CHARS = 500
-DEFAULT_SPLIT = "test"  # imported from a folder with several splits (a synthworld folder)
-SCORE_RANGE = (1, 5)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Settings
-# ----------------------------------------------------------------------------------------------------------------
-_ENV_VARS: dict[str, tuple[str, type]] = {
-    "REASONBRAIN_RATE_MIN_SECONDS": ("min_seconds", float),
-    "REASONBRAIN_RATE_OVERLAP": ("overlap_fraction", float),
-    "REASONBRAIN_RATE_OVERLAP_K": ("overlap_annotators", int),
-    "REASONBRAIN_RATE_GOLD": ("gold_fraction", float),
-    "REASONBRAIN_RATE_BATCH": ("batch_size", int),
-    "REASONBRAIN_RATE_SESSION_HOURS": ("session_hours", float),
-    "REASONBRAIN_RATE_SEED": ("seed", str),
-}
-
-
-@dataclass
-class RatingSettings:
-    """How rating studies run. Environment variables (``from_env``) override the defaults."""
-
-    annotators_file: str  # REASONBRAIN_ANNOTATORS (default <data_dir>/annotators.json)
-    min_seconds: float = 2.0  # answers faster than this are flagged too_fast (REASONBRAIN_RATE_MIN_SECONDS)
-    overlap_fraction: float = 0.15  # share of tasks shown to several annotators (REASONBRAIN_RATE_OVERLAP)
-    overlap_annotators: int = 3  # how many annotators see an overlap task; 0 = all (REASONBRAIN_RATE_OVERLAP_K)
-    gold_fraction: float = 0.1  # gold tasks mixed into each batch (REASONBRAIN_RATE_GOLD)
-    batch_size: int = 50  # new tasks claimed when a queue runs out (REASONBRAIN_RATE_BATCH)
-    session_hours: float = 24 * 7  # sign-in lifetime (REASONBRAIN_RATE_SESSION_HOURS)
-    seed: str = "reasonbrain-rate"  # study seed: orders and sides derive from it and the annotator id
-
-    def __post_init__(self) -> None:
-        self.annotators_file = os.path.abspath(os.path.expanduser(str(self.annotators_file)))
-        for name, lo, hi in (("min_seconds", 0, 3600), ("overlap_fraction", 0, 1), ("gold_fraction", 0, 1),
-                             ("session_hours", 0.01, 24 * 365)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-                raise ValueError(f"{name} must be a number in [{lo}, {hi}], got {value!r}")
-        for name, lo in (("overlap_annotators", 0), ("batch_size", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-                raise ValueError(f"{name} must be a whole number >= {lo}, got {value!r}")
-
-    @classmethod
-    def from_env(cls, data_dir: str, env: Mapping[str, str] | None = None, **overrides: Any) -> RatingSettings:
-        env = os.environ if env is None else env
-        values: dict[str, Any] = {
-            "annotators_file": env.get("REASONBRAIN_ANNOTATORS", "").strip()
-            or os.path.join(data_dir, "annotators.json")
-        }
-        for var, (name, cast) in _ENV_VARS.items():
-            raw = env.get(var, "").strip()
-            if raw:
-                try:
-                    values[name] = cast(raw)
-                except ValueError as err:
-                    raise ValueError(f"{var} must be a {cast.__name__}, got {raw!r}") from err
-        values.update(overrides)
-        return cls(**values)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Models (migration 0002 creates exactly these)
-# ----------------------------------------------------------------------------------------------------------------
-class RatingOutputRow(Base):
-    __tablename__ = "rating_outputs"
-    __table_args__ = (UniqueConstraint("method", "prompt_key", name="uq_rating_outputs_method_prompt"),)
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    method: Mapped[str] = mapped_column(String(128), index=True)
-    kind: Mapped[str] = mapped_column(String(16))  # method | reference | identity
-    prompt_key: Mapped[str] = mapped_column(String(64), index=True)
-    record_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    category: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    instruction: Mapped[str] = mapped_column(Text)
-    source_image: Mapped[str] = mapped_column(String(255))
-    output_image: Mapped[str] = mapped_column(String(255))
-    origin: Mapped[str] = mapped_column(Text)  # where it came from (admin-only): "step:<id>" or a file path
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-
-class RatingTaskRow(Base):
-    __tablename__ = "rating_tasks"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    key: Mapped[str] = mapped_column(String(80), unique=True)  # task_key(): mode, prompt, methods
-    mode: Mapped[str] = mapped_column(String(16), index=True)
-    prompt_key: Mapped[str] = mapped_column(String(64))
-    output_a_id: Mapped[str] = mapped_column(String(32), ForeignKey("rating_outputs.id", ondelete="CASCADE"),
-                                             index=True)
-    output_b_id: Mapped[str | None] = mapped_column(
-        String(32), ForeignKey("rating_outputs.id", ondelete="CASCADE"), index=True, nullable=True)
-    is_gold: Mapped[bool] = mapped_column(Boolean)
-    gold_json: Mapped[str | None] = mapped_column(Text, nullable=True)  # the expected answer
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-
-class RatingAssignmentRow(Base):
-    __tablename__ = "rating_assignments"
-    __table_args__ = (UniqueConstraint("annotator", "task_id", name="uq_rating_assignments_annotator_task"),)
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    annotator: Mapped[str] = mapped_column(String(MAX_USER_ID_CHARS), index=True)
-    task_id: Mapped[str] = mapped_column(String(32), ForeignKey("rating_tasks.id", ondelete="CASCADE"), index=True)
-    mode: Mapped[str] = mapped_column(String(16))
-    position: Mapped[int] = mapped_column(Integer)
-    swapped: Mapped[bool] = mapped_column(Boolean)  # pairwise: output b is shown on the left
-    overlap: Mapped[bool] = mapped_column(Boolean)
-    status: Mapped[str] = mapped_column(String(16))  # pending | done | skipped | flagged
-    note: Mapped[str | None] = mapped_column(Text, nullable=True)  # the flag's reason
-    shown_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    acted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-
-
-class RatingRow(Base):
-    __tablename__ = "ratings"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    assignment_id: Mapped[str] = mapped_column(
-        String(32), ForeignKey("rating_assignments.id", ondelete="CASCADE"), index=True)
-    annotator: Mapped[str] = mapped_column(String(MAX_USER_ID_CHARS), index=True)
-    task_id: Mapped[str] = mapped_column(String(32), ForeignKey("rating_tasks.id", ondelete="CASCADE"), index=True)
-    mode: Mapped[str] = mapped_column(String(16))
-    ins_align: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    consistency: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    plausibility: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    choice: Mapped[str | None] = mapped_column(String(16), nullable=True)  # a | b | tie | both_bad
-    swapped: Mapped[bool] = mapped_column(Boolean)
-    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
-    too_fast: Mapped[bool] = mapped_column(Boolean)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    undone_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-
-
-class RatingSessionRow(Base):
-    __tablename__ = "rating_sessions"
-
-    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    annotator: Mapped[str] = mapped_column(String(MAX_USER_ID_CHARS), index=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Plain results
-# ----------------------------------------------------------------------------------------------------------------
-@dataclass
-class Progress:
-    total: int = 0
-    done: int = 0  # rated
-    flagged: int = 0
-    skipped: int = 0
-
-    @property
-    def answered(self) -> int:
-        return self.done + self.flagged
-
-    @property
-    def pending(self) -> int:
-        return self.total - self.answered - self.skipped
-
-
-@dataclass
-class Item:
-    """One item as an annotator sees it: no method names, sides already in screen order."""
-
-    assignment_id: str
-    mode: str
-    instruction: str
-    source_image: str  # absolute paths
-    images: list[str]  # absolute: [output]; pairwise: [left, right]
-    position: int  # 1-based position in the annotator's queue
-    status: str  # pending | skipped (a skipped item shown again)
-    progress: Progress = field(default_factory=Progress)
-
-
-@dataclass
-class Answer:
-    """What an action did (for the UI's message and the tests)."""
-
-    assignment_id: str
-    status: str
-    seconds: float | None = None
-    too_fast: bool = False
-
-
-@dataclass
-class ImportReport:
-    added: int = 0
-    existing: int = 0
-    skipped: list[str] = field(default_factory=list)  # why some records were not imported
+# Gold items: the ground truth deserves the top Ins-Align score, the unchanged source the bottom one; an answer
+# within GOLD_TOLERANCE of that is right (4-5 and 1-2 on the 1-5 scale).
+GOLD_SCORE = {KIND_REFERENCE: SCORE_SCALE[1], KIND_IDENTITY: SCORE_SCALE[0]}
+GOLD_TOLERANCE = 1
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -264,23 +79,17 @@ class RatingStore:
     def __init__(self, store: Store, settings: RatingSettings | None = None) -> None:
         self.store = store
         self.settings = settings or RatingSettings.from_env(store.data_dir)
-        self.images_dir = os.path.join(store.data_dir, IMAGES_DIR)
-        os.makedirs(self.images_dir, exist_ok=True)
+        self._images = ImageFolder(store.data_dir, IMAGES_DIR)  # never garbage-collected
+        self.images_dir = self._images.root
 
     # --- images -----------------------------------------------------------------------------------------------
     def image_path(self, rel: str) -> str:
-        parts = rel.split("/") if isinstance(rel, str) else []
-        if len(parts) != 3 or parts[0] != IMAGES_DIR or any(p in ("", ".", "..") for p in parts):
-            raise ValueError(f"rating image path {rel!r} must look like '{IMAGES_DIR}/ab/<sha256>.png'")
-        return os.path.join(self.store.data_dir, *parts)
+        """Absolute path of a rating image. ValueError if ``rel`` is not a path inside ``data_dir/rating-images``."""
+        return self._images.path(rel)
 
     def _save_image(self, image: PIL.Image.Image) -> str:
         """RGB PNG of the pixels only (no metadata that could name a method), content-addressed; the rel path."""
-        data, rel = encode_png(image.convert("RGB"), IMAGES_DIR)
-        path = self.image_path(rel)
-        if not os.path.isfile(path):
-            write_atomic(path, data)
-        return rel
+        return self._images.save(image.convert("RGB"))
 
     # --- importing outputs ------------------------------------------------------------------------------------
     def add_output(
@@ -321,89 +130,27 @@ class RatingStore:
             row = RatingOutputRow(
                 id=uuid.uuid4().hex, method=method, kind=kind, prompt_key=key, record_id=record_id,
                 category=category, instruction=" ".join(instruction.split()), source_image=src_rel,
-                output_image=out_rel, origin=str(origin), created_at=_now(),
+                output_image=out_rel, origin=str(origin), created_at=utc_now(),
             )
             s.add(row)
         return row.id, True
 
     def import_method_folder(self, name: str, folder: str, *, records: str | None = None,
                              reference: bool = False, split: str | None = None) -> ImportReport:
-        """Import a method's outputs from ``folder``.
-
-        - ``folder`` holds a Reason50K-format jsonl (``id, category, src_image, tgt_image, instruction``): its
-          ``tgt_image`` is the method's output for the record. A folder with several (``python -m reasonbrain
-          synthworld`` writes train / val / test / chains) is read at ``<split>.jsonl``, by default ``test``;
-        - or ``folder`` holds images named by record id (``<id>.png|jpg|webp``) and ``records`` is the
-          Reason50K jsonl they answer (sources and instructions come from it).
-
-        ``reference=True`` imports the jsonl's targets as the ground truth instead: they and the unchanged
-        sources ("identity") become gold tasks with known answers (``name`` is then ignored).
-        """
-        folder = os.path.abspath(folder)
-        if not os.path.isdir(folder):
-            raise ValueError(f"{folder} is not a folder")
-        report = ImportReport()
-        if records is None:
-            pairs = [(rec, rec.tgt_image) for rec in read_split(_records_file(folder, split))]
-        else:
-            by_id = _images_by_stem(folder)
-            pairs = []
-            for rec in read_split(records):
-                path = by_id.get(rec.id)
-                if path is None:
-                    report.skipped.append(f"{rec.id}: no output image in {folder}")
-                else:
-                    pairs.append((rec, path))
-        for rec, out_path in pairs:
-            try:
-                source = _open(rec.src_image)
-                output = _open(out_path)
-            except (OSError, ValueError) as err:
-                report.skipped.append(f"{rec.id}: {err}")
-                continue
-            common = {"source": source, "instruction": rec.instruction, "record_id": rec.id,
-                      "category": rec.category}
-            if reference:
-                added = [self.add_output(method=REFERENCE_METHOD, kind=KIND_REFERENCE, output=output,
-                                         origin=out_path, **common)[1],
-                         self.add_output(method=IDENTITY_METHOD, kind=KIND_IDENTITY, output=source,
-                                         origin=rec.src_image, **common)[1]]
-            else:
-                added = [self.add_output(method=name, output=output, origin=out_path, **common)[1]]
-            report.added += sum(added)
-            report.existing += len(added) - sum(added)
-        self.sync_tasks()
-        return report
+        """Import a method's outputs (or, ``reference=True``, the ground truth as gold) from ``folder``: see
+        :func:`app.storage.rating_import.import_method_folder`."""
+        return rating_import.import_method_folder(self, name, folder, records=records, reference=reference,
+                                                  split=split)
 
     def import_steps(self, *, user_ids: Iterable[str] | None = None, method: str | None = None) -> ImportReport:
-        """Import edits saved in the history store (every user's when ``user_ids`` is None; edits are private
-        to their owner, so an admin decides whose go to annotators). The method name is the step's model
-        (``ReasonBrain <preset> @<checkpoint>``) unless ``method`` names it."""
-        report = ImportReport()
-        users = list(self.store.user_ids()) if user_ids is None else list(user_ids)
-        for user in users:
-            for chain in self.store.list_chains(user, limit=1000):
-                for step in self.store.get_chain(user, chain.id, details=False).steps:
-                    name = method or f"ReasonBrain {step.preset} @{step.checkpoint_hash[:8]}"
-                    try:
-                        _, created = self.add_output(
-                            method=name, source=self.store.load_image(step.input_image),
-                            output=self.store.load_image(step.output_image), instruction=step.instruction,
-                            origin=f"step:{step.id}",
-                        )
-                    except (OSError, ValueError) as err:
-                        report.skipped.append(f"step {step.id}: {err}")
-                        continue
-                    report.added += int(created)
-                    report.existing += int(not created)
-        self.sync_tasks()
-        return report
+        """Import edits saved in the history store: see :func:`app.storage.rating_import.import_steps`."""
+        return rating_import.import_steps(self, user_ids=user_ids, method=method)
 
     def sync_tasks(self) -> int:
         """Create the tasks the stored outputs call for (idempotent); returns how many were added.
 
-        absolute: every method output (not gold), every reference (gold: Ins-Align >= 4) and identity output
-        (gold: Ins-Align <= 2); pairwise: every pair of different methods on one prompt, and the reference
+        absolute: every method output (not gold), every reference and identity output (gold: ``gold_answer``);
+        pairwise: every pair of different methods on one prompt, and the reference
         against the identity (gold: the reference wins)."""
         with self.store.transaction(write=True) as s:
             outputs = s.execute(select(RatingOutputRow.id, RatingOutputRow.prompt_key, RatingOutputRow.kind,
@@ -413,7 +160,7 @@ class RatingStore:
             for o in outputs:
                 by_prompt.setdefault(o.prompt_key, []).append(o)
             new: list[RatingTaskRow] = []
-            now = _now()
+            now = utc_now()
 
             def add(mode: str, a: Any, b: Any | None, gold: dict[str, Any] | None) -> None:
                 key = task_key(mode, a.prompt_key, a.method, b.method if b is not None else None)
@@ -429,8 +176,7 @@ class RatingStore:
             for group in by_prompt.values():
                 group.sort(key=lambda o: (o.method, o.id))
                 for o in group:
-                    gold = {KIND_REFERENCE: {"ins_align": [4, 5]}, KIND_IDENTITY: {"ins_align": [1, 2]}}.get(o.kind)
-                    add("absolute", o, None, gold)
+                    add("absolute", o, None, gold_answer(o.kind))
                 methods = [o for o in group if o.kind == KIND_METHOD]
                 for i, a in enumerate(methods):
                     for b in methods[i + 1:]:
@@ -447,7 +193,7 @@ class RatingStore:
         """A new sign-in token for ``annotator`` (only its hash is stored)."""
         _check_annotator(annotator)
         token = secrets.token_urlsafe(32)
-        now = _now()
+        now = utc_now()
         with self.store.transaction(write=True) as s:
             s.execute(delete(RatingSessionRow).where(RatingSessionRow.expires_at < now))
             s.add(RatingSessionRow(token_hash=_token_hash(token), annotator=annotator, created_at=now,
@@ -460,7 +206,7 @@ class RatingStore:
             return None
         with self.store.transaction() as s:
             row = s.get(RatingSessionRow, _token_hash(token))
-            if row is None or row.expires_at <= _now():
+            if row is None or row.expires_at <= utc_now():
                 return None
             return row.annotator
 
@@ -485,7 +231,7 @@ class RatingStore:
                 row = _first(s, annotator, mode, "pending") or _first(s, annotator, mode, "skipped")
             if row is None:
                 return None
-            row.shown_at = _now()
+            row.shown_at = utc_now()
             return self._item(s, row)
 
     def progress(self, annotator: str, mode: str) -> Progress:
@@ -598,7 +344,7 @@ class RatingStore:
             row = _open_assignment(s, annotator, assignment_id)
             if row.mode != mode:
                 raise ValueError(f"this item is rated in {row.mode} mode, not {mode}")
-            now = _now()
+            now = utc_now()
             seconds = None if row.shown_at is None else max(0.0, (now - row.shown_at).total_seconds())
             too_fast = seconds is None or seconds < self.settings.min_seconds
             choice = None
@@ -616,7 +362,7 @@ class RatingStore:
         """Leave the item for later: skipped items come back once the pending ones are done."""
         with self.store.transaction(write=True) as s:
             row = _open_assignment(s, annotator, assignment_id)
-            row.status, row.acted_at = "skipped", _now()
+            row.status, row.acted_at = "skipped", utc_now()
         return Answer(assignment_id=assignment_id, status="skipped")
 
     def flag(self, annotator: str, assignment_id: str, note: Any = "") -> Answer:
@@ -624,7 +370,7 @@ class RatingStore:
         text = note.strip()[:MAX_NOTE_CHARS] if isinstance(note, str) else ""
         with self.store.transaction(write=True) as s:
             row = _open_assignment(s, annotator, assignment_id)
-            row.status, row.acted_at, row.note = "flagged", _now(), text or None
+            row.status, row.acted_at, row.note = "flagged", utc_now(), text or None
         return Answer(assignment_id=assignment_id, status="flagged")
 
     def undo(self, annotator: str, mode: str) -> Answer | None:
@@ -641,7 +387,7 @@ class RatingStore:
             if row is None:
                 return None
             previous = row.status
-            now = _now()
+            now = utc_now()
             s.execute(update(RatingRow).where(RatingRow.assignment_id == row.id, RatingRow.undone_at.is_(None))
                       .values(undone_at=now))
             row.status, row.acted_at, row.note = "pending", None, None
@@ -684,7 +430,7 @@ class RatingStore:
                 "plausibility": r.plausibility, "choice": r.choice,
                 "winner": _winner(r.choice, a.method, b.method if b else None), "swapped": r.swapped,
                 "seconds": r.seconds, "too_fast": r.too_fast, "overlap": bool(overlap), "gold": t.is_gold,
-                "gold_expected": gold, "gold_correct": _gold_correct(gold, r) if gold else None,
+                "gold_expected": gold, "gold_correct": is_gold_correct(gold, r.ins_align, r.choice) if gold else None,
                 "created_at": r.created_at.isoformat(), "undone": r.undone_at is not None,
             })
         return out
@@ -768,21 +514,40 @@ def _winner(choice: str | None, a: str, b: str | None) -> str | None:
     return {"a": a, "b": b}.get(choice or "")
 
 
-def _gold_correct(gold: dict[str, Any], r: RatingRow) -> bool:
-    if "ins_align" in gold:
-        lo, hi = gold["ins_align"]
-        return r.ins_align is not None and lo <= r.ins_align <= hi
-    return r.choice == gold.get("choice")
+def gold_answer(kind: str) -> dict[str, Any] | None:
+    """The expected answer stored on an absolute gold task (None: ``kind`` is not gold), e.g. ``{"ins_align": [4, 5]}``:
+    the scores within ``GOLD_TOLERANCE`` of the gold score."""
+    if kind not in GOLD_SCORE:
+        return None
+    lo, hi = SCORE_SCALE
+    return {"ins_align": [max(lo, GOLD_SCORE[kind] - GOLD_TOLERANCE), min(hi, GOLD_SCORE[kind] + GOLD_TOLERANCE)]}
+
+
+def gold_expected_score(gold: dict[str, Any] | None) -> float | None:
+    """The Ins-Align a gold answer (``gold_answer``'s form) expects: the end of its range at the end of the scale."""
+    if not gold or "ins_align" not in gold:
+        return None
+    lo, hi = gold["ins_align"]
+    return float(hi if hi == SCORE_SCALE[1] else lo)
+
+
+def is_gold_correct(gold: dict[str, Any], ins_align: int | None, choice: str | None) -> bool:
+    """Whether a rating answers a gold task right: the library's gold rule with ``GOLD_TOLERANCE`` (absolute), the
+    expected choice (pairwise)."""
+    expected = gold_expected_score(gold)
+    if expected is not None:
+        return ins_align is not None and gold_correct(ins_align, expected, tolerance=GOLD_TOLERANCE)
+    return choice == gold.get("choice")
 
 
 def _score(name: str, value: Any) -> int:
+    lo, hi = SCORE_SCALE
     try:
         score = int(value)
     except (TypeError, ValueError):
         score = None
-    if score is None or isinstance(value, bool) or str(score) != str(value).strip() or not (
-            SCORE_RANGE[0] <= score <= SCORE_RANGE[1]):
-        raise ValueError(f"{name} must be a whole number from {SCORE_RANGE[0]} to {SCORE_RANGE[1]}, got {value!r}")
+    if score is None or isinstance(value, bool) or str(score) != str(value).strip() or not lo <= score <= hi:
+        raise ValueError(f"{name} must be a whole number from {lo} to {hi}, got {value!r}")
     return score
 
 
@@ -812,40 +577,9 @@ def _clean_method(method: Any) -> str:
     return method.strip()
 
 
-def _open(path: str) -> PIL.Image.Image:
-    with PIL.Image.open(path) as im:
-        im.load()
-        return im.copy()
-
-
-def _records_file(folder: str, split: str | None) -> str:
-    """The Reason50K jsonl of ``folder`` to import: ``<split>.jsonl`` if named, the only one, or test.jsonl."""
-    jsonls = sorted(f for f in os.listdir(folder) if f.endswith(".jsonl"))
-    if split:
-        if f"{split}.jsonl" not in jsonls:
-            raise ValueError(f"{folder} has no {split}.jsonl (it holds {', '.join(jsonls) or 'no .jsonl'})")
-        return os.path.join(folder, f"{split}.jsonl")
-    if len(jsonls) == 1:
-        return os.path.join(folder, jsonls[0])
-    if DEFAULT_SPLIT + ".jsonl" in jsonls:
-        logger.info("%s holds %s: importing %s.jsonl (choose another with --split)", folder, ", ".join(jsonls),
-                    DEFAULT_SPLIT)
-        return os.path.join(folder, DEFAULT_SPLIT + ".jsonl")
-    raise ValueError(
-        f"{folder} holds {len(jsonls)} .jsonl files ({', '.join(jsonls) or 'none'}): choose one with --split NAME, "
-        "or name the records with --records and put the outputs in the folder as <record id>.png"
-    )
-
-
-def _images_by_stem(folder: str) -> dict[str, str]:
-    out = {}
-    for name in sorted(os.listdir(folder)):
-        stem, ext = os.path.splitext(name)
-        if ext.lower() in (".png", ".jpg", ".jpeg", ".webp"):
-            out.setdefault(stem, os.path.join(folder, name))
-    return out
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
+__all__ = [  # what the app, its tools and the tests import from here
+    "DEFAULT_SPLIT", "GOLD_TOLERANCE", "IDENTITY_METHOD", "IMAGES_DIR", "KIND_IDENTITY", "KIND_METHOD",
+    "KIND_REFERENCE", "MODES", "REFERENCE_METHOD", "Answer", "ImportReport", "Item", "Progress",
+    "RatingAssignmentRow", "RatingOutputRow", "RatingRow", "RatingSessionRow", "RatingSettings", "RatingStore",
+    "RatingTaskRow", "gold_answer", "gold_expected_score", "is_gold_correct", "prompt_key", "task_key",
+]

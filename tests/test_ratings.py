@@ -9,6 +9,7 @@ import pytest
 
 from reasonbrain.evaluation.ratings import (
     LEVELS,
+    SCORE_SCALE,
     Comparison,
     Rating,
     annotator_stats,
@@ -16,6 +17,7 @@ from reasonbrain.evaluation.ratings import (
     bradley_terry,
     comparisons_from_ratings,
     flagged_annotators,
+    gold_correct,
     ins_align_summary,
     krippendorff_alpha,
     reliability_matrix,
@@ -182,6 +184,14 @@ def test_annotator_stats_hand_computed():
     assert flagged_annotators(s) == ["fast"]
 
 
+def test_gold_rule_is_the_distance_to_the_expected_score():
+    assert gold_correct(4, 5.0, 1.0) and gold_correct(5, 5.0) and not gold_correct(3, 5.0, 1.0)
+    assert gold_correct(2.0, 1.0, 1.0) and not gold_correct(2, 1.0)
+    ratings = [Rating("g1", "A", "r", 4, gold=5.0), Rating("g2", "A", "r", 3, gold=1.0)]
+    stats = annotator_stats(ratings, gold_tolerance=1.0)["r"]
+    assert stats.gold_accuracy == np.mean([gold_correct(r.score, r.gold, 1.0) for r in ratings]) == 0.5
+
+
 # ------------------------------------------------------------------------------------------ simulator
 @pytest.fixture(scope="module")
 def sim():
@@ -193,7 +203,7 @@ def test_simulator_is_seeded(sim):
     assert again.ratings == sim.ratings and again.comparisons == sim.comparisons
     assert simulate_ratings(TRUE_QUALITY, n_items=40, seed=2).ratings != sim.ratings
     assert len(sim.bad_raters) == 2 and len(sim.good_raters) == 6
-    assert all(1 <= r.score <= 5 for r in sim.ratings)
+    assert all(1 <= r.score <= 5 for r in sim.ratings) and sim.scale == SCORE_SCALE == (1, 5)
 
 
 def test_simulated_raters_recover_the_true_ranking(sim):

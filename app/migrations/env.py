@@ -1,6 +1,6 @@
 """Alembic environment for the studio database.
 
-At runtime ``app.store.Store`` runs ``upgrade head`` programmatically and hands its own connection in
+At runtime ``app.storage.database.Database`` runs ``upgrade head`` programmatically and hands its own connection in
 ``config.attributes["connection"]``. Developers can also run ``alembic -c app/alembic.ini upgrade head`` (the
 database URL then comes from ``REASONBRAIN_DB`` or the ini file's ``sqlalchemy.url``).
 """
@@ -13,8 +13,8 @@ import os
 from alembic import context
 from sqlalchemy import create_engine
 
-import app.ratings_store  # noqa: F401  (registers the rating tables on Base.metadata)
-from app.store import Base
+import app.ratings_store  # noqa: F401  (registers the history and rating tables on Base.metadata)
+from app.storage.database import Base
 
 config = context.config
 target_metadata = Base.metadata

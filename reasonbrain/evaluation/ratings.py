@@ -15,6 +15,8 @@ Functions:
   comparisons from absolute ratings of the same item by the same annotator;
 - :func:`bradley_terry` -- Bradley-Terry strengths by Hunter's (2004) MM iteration, ties as half a win each;
 - :func:`krippendorff_alpha` -- nominal / ordinal / interval / ratio alpha with missing data;
+- :data:`SCORE_SCALE` -- the 1-5 scale people score on; :func:`gold_correct` -- the rule that scores an answer
+  to a gold (attention-check) item;
 - :func:`annotator_stats` -- count, median seconds per item, gold accuracy, too-fast count
   (:func:`flagged_annotators` picks the unreliable ones);
 - :func:`simulate_ratings` -- seeded raters with known method qualities (some of them bad);
@@ -29,6 +31,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+SCORE_SCALE: tuple[int, int] = (1, 5)  # (low, high) of a human score (Ins-Align, consistency, plausibility)
 
 
 @dataclass(frozen=True)
@@ -324,6 +328,11 @@ class AnnotatorStats:
     too_fast: int
 
 
+def gold_correct(score: float, expected: float, tolerance: float = 0.0) -> bool:
+    """The gold rule: a score on a gold item is right when ``|score - expected| <= tolerance``."""
+    return abs(float(score) - float(expected)) <= tolerance + 1e-9
+
+
 def annotator_stats(ratings: Iterable[Rating], *, too_fast_seconds: float = 2.0,
                     gold_tolerance: float = 0.0) -> dict[str, AnnotatorStats]:
     """Per annotator: ratings given, median seconds per rating, gold accuracy (share of gold items rated within
@@ -336,7 +345,7 @@ def annotator_stats(ratings: Iterable[Rating], *, too_fast_seconds: float = 2.0,
     for a in sorted(per):
         rs = per[a]
         secs = [r.seconds for r in rs if r.seconds is not None]
-        gold = [abs(float(r.score) - r.gold) <= gold_tolerance + 1e-9 for r in rs if r.gold is not None]
+        gold = [gold_correct(r.score, r.gold, gold_tolerance) for r in rs if r.gold is not None]
         out[a] = AnnotatorStats(a, len(rs), float(np.median(secs)) if secs else math.nan, len(gold),
                                 float(np.mean(gold)) if gold else math.nan,
                                 sum(s < too_fast_seconds for s in secs))
@@ -368,7 +377,7 @@ class SimulatedRatings:
 
 
 def simulate_ratings(true_quality: Mapping[str, float], *, n_items: int = 40, n_raters: int = 8, n_bad: int = 2,
-                     noise: float = 0.12, scale: tuple[int, int] = (1, 5), gold_fraction: float = 0.1,
+                     noise: float = 0.12, scale: tuple[int, int] = SCORE_SCALE, gold_fraction: float = 0.1,
                      item_sd: float = 0.1, tie_margin: float = 0.03, seed: int = 0) -> SimulatedRatings:
     """Seeded raters judging methods of known quality ``q_m`` in [0, 1].
 
