@@ -69,7 +69,7 @@ def test_grounding_map_starts_as_a_no_op_then_marks_where_the_id_controller_look
 
 def test_pipeline_reports_the_attention_the_grounding_map_spreads():
     from reasonbrain.pipelines.pipeline_reasonbrain import ReasonBrainEditPipeline
-    from reasonbrain.regions import ColorSegmentsRegionProposer
+    from reasonbrain.synthworld.segmenter import ColorSegmentsRegionProposer
 
     image = Image.new("RGB", (64, 64), (40, 90, 160))
     image.paste((220, 40, 40), (8, 30, 24, 46))

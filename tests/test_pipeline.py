@@ -285,7 +285,7 @@ def test_per_call_scheduler_leaves_the_pipeline_scheduler_alone(pipe):
 
 
 def test_a_sam_region_branch_needs_an_explicit_proposer():
-    from reasonbrain.regions import ColorSegmentsRegionProposer
+    from reasonbrain.synthworld.segmenter import ColorSegmentsRegionProposer
     from tests.conftest import get_dummy_components
 
     with pytest.raises(ValueError, match="'transformers_sam2' region proposer: pass region_proposer="):

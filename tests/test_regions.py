@@ -13,19 +13,18 @@ from PIL import ImageDraw
 
 from reasonbrain.regions import (
     BACKENDS,
-    ColorSegmentsRegionProposer,
     RegionProposer,
     Regions,
     Sam2PackageRegionProposer,
     TransformersSam2RegionProposer,
     build_region_proposer,
-    label_components,
     masks_to_boxes,
     masks_to_feature_grid,
     pad_regions,
     point_grid,
     postprocess_regions,
 )
+from reasonbrain.synthworld.segmenter import ColorSegmentsRegionProposer, label_components
 
 # Tiny SAM 2 (ENVIRONMENT.md: blocks [1,1,2,1], dims [16,32,64,128], image 128): random weights, no download.
 TINY_SAM2_CONFIG = {

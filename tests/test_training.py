@@ -26,8 +26,8 @@ def test_read_split_and_dataset(synth_data):
     records = read_split(synth_data / "train.jsonl")
     assert records and all(r.src_image.startswith(str(synth_data)) for r in records)
     assert "alternatives" in records[0].extra and records[0].objects
-    from reasonbrain.regions import ColorSegmentsRegionProposer
     from reasonbrain.synthworld import VOCABULARY
+    from reasonbrain.synthworld.segmenter import ColorSegmentsRegionProposer
 
     ds = Reason50KDataset(records, resolution=64, grid_size=8, max_regions=8,
                           region_proposer=ColorSegmentsRegionProposer(max_regions=8), vocabulary=VOCABULARY)
