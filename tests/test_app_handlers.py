@@ -3,6 +3,8 @@ Engine on the tiny preset (random weights, CPU)."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import logging
 import os
@@ -12,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 import gradio as gr
 import PIL.Image
 import pytest
+from gradio.utils import deep_hash
 
 from app import identity, render
 from app.engine import EditRequest, Engine
@@ -126,6 +129,34 @@ def test_edit_creates_chain_and_step_and_shows_the_reasoning(engine, store, scen
     assert len(result_updates) == 11 and result_updates[7] == view.download_png
     with pytest.raises(ValueError):
         edit.continue_from_result(store, ALICE, view.session).result_updates()
+
+
+def test_the_session_is_a_typed_state_that_gradio_can_keep(engine, store, scene):
+    """The Edit tab's gr.State holds an EditSession: its fields round-trip (as a mapping and through JSON), gradio
+    deep-copies it for every browser tab and hashes it by value; a dict-shaped state (the shape it replaced) is read
+    field by field, anything else is refused with a TypeError that names it."""
+    session = run(engine, store, ALICE, None, scene, MELT).session
+    assert isinstance(session, edit.EditSession) and session.regions["region_names"]
+    assert session == edit.EditSession(**dict(session)) and dict(session) == {**session}
+    assert set(session) == {"chain_id", "step_id", "base_id", "input_rel", "regions"}
+    assert edit.EditSession.from_state(json.loads(json.dumps(dict(session)))) == session
+    assert copy.deepcopy(session) == session and copy.deepcopy(session) is not session
+    assert gr.State(session).value == session and gr.State(edit.empty_session()).value == edit.EditSession()
+    assert deep_hash(copy.deepcopy(session)) == deep_hash(session) != deep_hash(edit.empty_session())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        session.step_id = None  # handlers return a new session; none changes the one gradio holds
+
+    assert edit.EditSession.from_state(session) is session
+    assert edit.EditSession.from_state(None) == edit.EditSession()
+    old = {"chain_id": session.chain_id, "step_id": session.step_id, "base_id": None,
+           "input_rel": session.input_rel, "regions": {}}
+    assert edit.EditSession.from_state(old) == dataclasses.replace(session, regions={})
+    assert edit.EditSession.from_state({"chain_id": session.chain_id}) == edit.EditSession(chain_id=session.chain_id)
+    assert edit.select_step(store, ALICE, old, session.step_id).session.step_id == session.step_id
+    with pytest.raises(TypeError, match=r"unknown keys \['chain'\]"):
+        edit.EditSession.from_state({"chain": session.chain_id})
+    with pytest.raises(TypeError, match="not an edit session: str"):
+        edit.select_step(store, ALICE, "a session", session.step_id)
 
 
 def test_continue_makes_a_child_and_branching_from_an_earlier_step_makes_a_sibling(engine, store, scene):

@@ -1,2 +1,2 @@
-"""One module per tab (edit, history, presenter): each has ``build(engine, store, user_state) -> handles`` and
+"""One module or package per tab (edit, history, presenter, rate): each has a ``build(...) -> handles`` and
 module-level handler functions with explicit arguments (testable without a browser)."""

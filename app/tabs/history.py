@@ -13,6 +13,7 @@ import gradio as gr
 
 from app import identity, render
 from app.engine import Engine
+from app.errors import user_errors
 from app.store import ChainInfo, Store
 from app.tabs import edit
 
@@ -33,7 +34,7 @@ def list_chains(store: Store, user_id: Any, query: Any = "") -> HistoryView:
     """The user's chains matching ``query`` (title or any instruction), most recently updated first."""
     user = identity.require_user(user_id)
     q = query.strip() if isinstance(query, str) else ""
-    with edit.user_errors():
+    with user_errors():
         chains = store.list_chains(user, query=q or None, limit=LIMIT)
     html = render.chain_cards_html(chains, render.image_url_for(store), query=q)
     n = len(chains)

@@ -12,7 +12,6 @@ branch (the newest by default; a dropdown picks another).
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -21,10 +20,8 @@ import gradio as gr
 
 from app import display, identity, render
 from app.engine import Engine
+from app.errors import refusal, user_errors
 from app.store import ChainTree, NotFound, Store
-from app.tabs import edit
-
-logger = logging.getLogger(__name__)
 
 LIMIT = 100
 LONG_INSTRUCTION_CHARS = 90  # longer ones are set smaller (CSS .rb-present-long)
@@ -81,7 +78,7 @@ class PresenterView:
 def chain_choices(store: Store, user_id: Any) -> list[tuple[str, str]]:
     """(label, chain id): the user's chains with at least one step, then the demo chains."""
     user = identity.require_user(user_id)
-    with edit.user_errors():
+    with user_errors():
         own = [c for c in store.list_chains(user, limit=LIMIT) if c.num_steps]
         demo = [c for c in store.list_chains(identity.DEMO_USER, limit=LIMIT) if c.is_demo and c.num_steps]
     return render.labels_for_choices(own, demo=False) + render.labels_for_choices(demo, demo=True)
@@ -103,12 +100,10 @@ def load_tree(store: Store, user: str, chain_id: Any) -> ChainTree:
 def open_presentation(store: Store, user_id: Any, chain_id: Any, leaf_id: Any = None) -> PresenterView:
     """Start replaying ``chain_id`` at step 1 along the branch ending at ``leaf_id`` (default: the newest)."""
     user = identity.require_user(user_id)
-    with edit.user_errors():
+    with user_errors():
         tree = load_tree(store, user, chain_id)
     if not tree.steps:
-        message = "This chain has no steps to present yet."
-        logger.info("presenter refused: %s", message)
-        raise gr.Error(message, print_exception=False)  # not a bug: one log line, no traceback
+        raise refusal("This chain has no steps to present yet.")
     leaves = sorted(tree.leaves(), key=lambda s: (s.created_at, s.position), reverse=True)
     leaf = next((s for s in leaves if s.id == leaf_id), leaves[0])
     path = tree.path_to(leaf.id)
