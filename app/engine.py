@@ -1,4 +1,4 @@
-"""Engine: owns the ReasonBrain pipeline (lazy load, one edit at a time) and renders what the app shows.
+"""Engine: owns the ReasonBrain pipeline (lazy load, one edit at a time) and turns its output into what the app stores.
 
 No database work happens here; the app stores an :class:`EditResult` with :class:`app.store.Store` afterwards.
 On a ZeroGPU Space (the ``spaces`` package importable) only the pipeline call runs inside ``spaces.GPU``.
@@ -22,21 +22,19 @@ import PIL.Image
 
 from app.settings import Settings
 from reasonbrain.seeds import check_seed, random_seed
+from reasonbrain.visualization import bound_region, label_map, render_attention_heatmap
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from reasonbrain.configuration import ReasonBrainConfig
-    from reasonbrain.pipelines.pipeline_reasonbrain import ReasonBrainEditOutput, ReasonBrainEditPipeline
-    from reasonbrain.regions import Regions
+    from reasonbrain.pipelines.output import ReasonBrainEditOutput
+    from reasonbrain.pipelines.pipeline_reasonbrain import ReasonBrainEditPipeline
     from reasonbrain.synthworld.domain import DomainCheck
 
 logger = logging.getLogger(__name__)
 
 NUM_EXAMPLES = 6
-HEATMAP_ALPHA = 0.6
-HEATMAP_COLORMAP = "magma"
-OUTLINE_COLOUR = (0, 255, 255)
 CONFIG_FILE = "reasonbrain_config.json"
 # what identifies a checkpoint: weights, configs, tokenizers (not READMEs or caches)
 HASHED_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".json", ".model", ".txt")
@@ -266,13 +264,12 @@ class Engine:
                     progress(steps, steps)
             else:
                 out = self._gpu_call(image, request.instruction, call_kwargs, progress)
-        bound = bound_region(out.regions, out.region_attention)
         return EditResult(
             output=out,
             input_image=image,
             preset=self.preset_name,
             checkpoint_hash=self.checkpoint_hash,
-            details=self._details(out, image, bound),
+            details=self._details(out, image),
         )
 
     def read_image(self, source: Any) -> PIL.Image.Image:
@@ -331,14 +328,10 @@ class Engine:
                 f"the image is {width}x{height} px; the longest side may be at most {limit} px. Downscale it first."
             )
 
-    def _details(self, out: ReasonBrainEditOutput, image: PIL.Image.Image, bound: int | None) -> dict[str, Any]:
+    def _details(self, out: ReasonBrainEditOutput, image: PIL.Image.Image) -> dict[str, Any]:
+        """The output's own JSON (as the CLI writes it: regions, bound region, reasoning) plus what the app adds."""
         details = out.to_dict()
-        regions = out.regions
         details.update(
-            region_labels=list(regions.labels) if regions is not None else [],
-            region_scores=[float(v) for v in regions.scores.tolist()] if regions is not None else [],
-            bound_region=bound,
-            bound_region_label=regions.labels[bound] if regions is not None and bound is not None else None,
             region_backend=self._config().regions.backend,  # which proposer made the regions (the app names it)
             input_size=list(image.size),
             preset=self.preset_name,
@@ -451,85 +444,6 @@ def checkpoint_fingerprint(folder: str) -> str:
     return digest.hexdigest()[:12]
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Rendering (pure functions of the pipeline's output)
-# ----------------------------------------------------------------------------------------------------------------
-def bound_region(regions: Regions | None, attention: list[float] | None) -> int | None:
-    """Index of the object region the ID Controller attends to most (the background excluded)."""
-    if regions is None or attention is None or regions.num_objects == 0 or len(attention) != len(regions):
-        return None
-    return int(np.argmax(np.asarray(attention[: regions.num_objects])))
-
-
-def label_map(regions: Regions, size: tuple[int, int]) -> np.ndarray:
-    """(H, W) region index per pixel at ``size`` (width, height); earlier (higher-scoring) regions win overlaps,
-    pixels in no object region get the background's index (the last)."""
-    masks = regions.masks.detach().cpu().numpy()  # (M, h, w) bool
-    labels = np.full(masks.shape[1:], len(regions) - 1, dtype=np.uint8 if len(regions) < 256 else np.int32)
-    for i in reversed(range(regions.num_objects)):
-        labels[masks[i]] = i
-    if (labels.shape[1], labels.shape[0]) != tuple(size):
-        labels = np.asarray(PIL.Image.fromarray(labels).resize(tuple(size), PIL.Image.Resampling.NEAREST))
-    return labels
-
-
-def render_attention_heatmap(
-    image: PIL.Image.Image,
-    regions: Regions | None,
-    attention: list[float] | None,
-    *,
-    patch_attention: list[list[float]] | None = None,
-    bound: int | None = None,
-    alpha: float = HEATMAP_ALPHA,
-) -> PIL.Image.Image:
-    """Attention over regions (each region painted with its weight, normalised to the maximum) in the
-    ``magma`` colormap, blended over ``image``; ``bound`` region outlined. Falls back to the patch-grid
-    attention when there are no regions, and to the plain image when there is no attention at all."""
-    base = image.convert("RGB")
-    width, height = base.size
-    if regions is not None and attention is not None and len(attention) == len(regions):
-        weights = np.asarray(attention, dtype=np.float32)
-        weights = weights / max(float(weights.max()), 1e-12)
-        labels = label_map(regions, base.size)
-        values = weights[labels]
-    elif patch_attention is not None:
-        grid = np.asarray(patch_attention, dtype=np.float32)
-        grid = grid / max(float(grid.max()), 1e-12)
-        values = np.asarray(PIL.Image.fromarray(grid).resize((width, height), PIL.Image.Resampling.BILINEAR))
-        labels = None
-    else:
-        return base.copy()
-    import matplotlib
-
-    lut = (matplotlib.colormaps[HEATMAP_COLORMAP](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.float32)
-    heat = lut[(values.clip(0, 1) * 255).round().astype(np.uint8)]
-    blended = np.asarray(base, dtype=np.float32) * (1 - alpha) + heat * alpha
-    if labels is not None and bound is not None:
-        thickness = max(1, round(min(width, height) / 128))
-        outline = _edges(labels == bound, thickness=thickness) & (labels == bound)
-        blended[outline] = OUTLINE_COLOUR
-    return PIL.Image.fromarray(blended.round().clip(0, 255).astype(np.uint8))
-
-
-def _edges(labels: np.ndarray, *, thickness: int = 1) -> np.ndarray:
-    """Pixels within ``thickness`` of a change of value (4-neighbourhood), bool (H, W)."""
-    edge = np.zeros(labels.shape, dtype=bool)
-    diff_v = labels[1:] != labels[:-1]
-    diff_h = labels[:, 1:] != labels[:, :-1]
-    edge[1:] |= diff_v
-    edge[:-1] |= diff_v
-    edge[:, 1:] |= diff_h
-    edge[:, :-1] |= diff_h
-    for _ in range(thickness - 1):  # grow inwards and outwards
-        grown = edge.copy()
-        grown[1:] |= edge[:-1]
-        grown[:-1] |= edge[1:]
-        grown[:, 1:] |= edge[:, :-1]
-        grown[:, :-1] |= edge[:, 1:]
-        edge = grown
-    return edge
-
-
 def _whole(name: str, value: Any) -> Any:
     """Integral floats (what sliders send) -> int; anything else is passed on for the pipeline to judge."""
     if isinstance(value, float) and value.is_integer():
@@ -541,6 +455,7 @@ def _whole(name: str, value: Any) -> Any:
     return value
 
 
+# bound_region, label_map, render_attention_heatmap: the library's (reasonbrain.visualization), re-exported for the tabs
 __all__ = [
     "EditRequest", "EditResult", "Engine", "InstructionLength", "bound_region", "checkpoint_fingerprint", "label_map",
     "render_attention_heatmap",

@@ -96,7 +96,7 @@ def run_edit(args: argparse.Namespace) -> int:
                                             or "none recognised")
     print(f"wrote {args.out} and {sidecar} (seed {out.seed}, {understood})")
     if out.reasoning is not None:
-        from reasonbrain.pipelines.pipeline_reasonbrain import INFERRED_OUTCOME
+        from reasonbrain.pipelines.output import INFERRED_OUTCOME
 
         label = "the model's inferred outcome" if out.reasoning_kind == INFERRED_OUTCOME else "the model's reasoning"
         print(f"{label}: {out.reasoning or '(empty)'}")

@@ -126,3 +126,34 @@ def test_the_bundled_model_says_which_objects_it_sees_by_name(tmp_path, capsys):
                      "--out", str(tmp_path / "out.png"), "--device", "cpu", "--seed", "0"]) == 0
     line = capsys.readouterr().out.split("objects seen: ")[1].split(")\n")[0]
     assert sorted(line.split(", ")) == ["ice cube", "log"]  # names only, no "(None)" places
+
+
+def test_the_cli_json_and_the_app_json_describe_an_edit_alike(tmp_path, monkeypatch):
+    """The same edit (bundled model, same image, seed and steps) through the CLI and through the app's engine: the
+    sidecar and the engine's details agree on every field the sidecar has (timings aside), the bound region, its
+    label and the reasoning included."""
+    from app.engine import EditRequest, Engine
+    from app.settings import Settings
+    from reasonbrain.pipelines.output import INFERRED_OUTCOME
+    from reasonbrain.synthworld import sample_scene
+
+    pipe = cli.load_pipeline(device="cpu")  # one pipeline for both (the engine would fuse the LoRA of its own)
+    monkeypatch.setattr(cli, "load_pipeline", lambda *args, **kwargs: pipe)
+    image = tmp_path / "scene.png"
+    sample_scene(seed=5).src.save(image)  # an ice cube and a log
+    out = tmp_path / "edit.png"
+    assert main(["edit", "--image", str(image), "--instruction", MELT, "--out", str(out), "--device", "cpu",
+                 "--seed", "3", "--steps", "2"]) == 0
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+
+    engine = Engine(Settings(data_dir=str(tmp_path / "studio"), device="cpu"), pipeline_factory=lambda: pipe)
+    result = engine.edit(EditRequest(image=str(image), instruction=MELT, steps=2, seed=3))
+    details = json.loads(json.dumps(result.details))
+
+    compared = set(sidecar) - {"timings", "detailed_timings"}
+    assert {"bound_region", "bound_region_label", "region_labels", "reasoning", "reasoning_kind"} <= compared
+    assert {k: sidecar[k] for k in compared} == {k: details[k] for k in compared}
+    bound = sidecar["bound_region"]
+    assert isinstance(bound, int) and 0 <= bound < len(sidecar["region_labels"]) - 1  # an object, not the background
+    assert sidecar["bound_region_label"] == sidecar["region_labels"][bound] == result.output.bound_region_label
+    assert sidecar["reasoning"] and sidecar["reasoning_kind"] == INFERRED_OUTCOME

@@ -230,6 +230,9 @@ def test_zerogpu_wraps_only_the_pipeline_call(tiny_pipeline, tmp_path, monkeypat
 
 
 def test_renderers_without_regions():
+    import reasonbrain.visualization
+
+    assert render_attention_heatmap is reasonbrain.visualization.render_attention_heatmap  # the library's, re-exported
     image = scene((50, 40))
     assert render_attention_heatmap(image, None, None).tobytes() == image.tobytes()
     heat = render_attention_heatmap(image, None, None, patch_attention=[[0.1, 0.9], [0.5, 0.2]])

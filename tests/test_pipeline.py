@@ -66,6 +66,26 @@ def test_every_output_field(pipe):
     assert Regions.from_dict(data["regions"]).labels == out.regions.labels
 
 
+def test_the_bound_region_and_its_heatmap_come_with_the_output(pipe):
+    """The bound region (index, label) and the attention heatmap are the library's: the output computes them, its
+    JSON carries them (the CLI's sidecar and the app's details alike)."""
+    from reasonbrain.visualization import OUTLINE_COLOUR, bound_region, render_attention_heatmap
+
+    out = pipe(scene(96, 64), INSTRUCTION, seed=7, num_inference_steps=1)
+    objects = out.region_attention[: out.regions.num_objects]
+    assert out.bound_region == objects.index(max(objects)) == bound_region(out.regions, out.region_attention)
+    assert out.bound_region_label == out.regions.labels[out.bound_region] != "background"
+    data = json.loads(out.to_json())
+    assert (data["bound_region"], data["bound_region_label"]) == (out.bound_region, out.bound_region_label)
+    assert data["region_labels"] == out.regions.labels
+    assert data["region_scores"] == [float(v) for v in out.regions.scores.tolist()]
+    heat = out.attention_heatmap(scene(96, 64))
+    expected = render_attention_heatmap(scene(96, 64), out.regions, out.region_attention,
+                                        patch_attention=out.patch_attention, bound=out.bound_region)
+    assert heat.size == (96, 64) and heat.tobytes() == expected.tobytes() != scene(96, 64).tobytes()
+    assert (np.asarray(heat) == OUTLINE_COLOUR).all(axis=-1).any()  # the bound region outlined
+
+
 def test_reasoning_text_when_the_preset_generates_it():
     torch.manual_seed(0)
     cfg = ReasonBrainConfig.from_preset("tiny", mllm={"generate_reasoning": True, "reasoning_max_new_tokens": 5})
@@ -246,6 +266,9 @@ def test_region_branch_off_skips_regions():
     assert p.region_proposer is None
     out = p(scene(), INSTRUCTION, seed=0, num_inference_steps=1)
     assert out.regions is None and out.region_attention is None and out.patch_attention is not None
+    assert out.bound_region is None and out.bound_region_label is None
+    data = out.to_dict()
+    assert data["bound_region"] is None and data["bound_region_label"] is None and data["region_labels"] == []
 
 
 def test_cli_edit_writes_image_and_sidecar(tmp_path):

@@ -13,11 +13,9 @@ import json
 import logging
 import math
 import os
-import time
 import unicodedata
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from contextlib import contextmanager
 from typing import Any
 
 import PIL.Image
@@ -28,8 +26,10 @@ from reasonbrain.binding import PhraseSimilarity, SceneEntry, bind_instruction
 from reasonbrain.configuration import ReasonBrainConfig
 from reasonbrain.image_io import load_image, prepare_image, restore_size, tensor_to_pil
 from reasonbrain.models.reasonbrain import ReasonBrainModel
+from reasonbrain.pipelines.output import EXPLANATION, INFERRED_OUTCOME, ReasonBrainEditOutput
+from reasonbrain.pipelines.timing import StageTimer
 from reasonbrain.referring import ReferencedObject, extract_referenced_object, serialize_object_token
-from reasonbrain.regions import Regions, build_region_proposer, masks_to_feature_grid, pad_regions
+from reasonbrain.regions import build_region_proposer, masks_to_feature_grid, pad_regions
 from reasonbrain.schedulers import make_scheduler, swap_scheduler
 from reasonbrain.seeds import check_seed, random_seed
 from reasonbrain.text import normalize_instruction
@@ -55,106 +55,6 @@ REFERRING_PROMPT = (
 )
 REASONING_PROMPT = " Instruction: {} Briefly explain what the image should look like after this happens."
 REFERRING_MAX_NEW_TOKENS = 12
-# what the reasoning text is: the outcome an outcome adapter writes (synth), or the MLLM's free explanation
-INFERRED_OUTCOME = "inferred_outcome"
-EXPLANATION = "explanation"
-
-
-@dataclass
-class ReasonBrainEditOutput:
-    images: list[PIL.Image.Image]  # the edit(s), at the input image's size
-    seed: int
-    instruction: str
-    referenced_object: ReferencedObject  # what the instruction was bound to
-    object_token: str  # the serialised object token O fed to the ID Controller
-    object_token_ids: list[int]  # O's ids in the text encoder's vocabulary
-    regions: Regions | None  # SAM regions at the model resolution (None when the region branch is off)
-    # ID Controller attention over the regions (sums to 1) and over the patch grid (heatmap): the attention the
-    # grounding map spreads (O's last token) when that component is on, else the average over O's tokens
-    region_attention: list[float] | None
-    patch_attention: list[list[float]] | None
-    reasoning: str | None  # the MLLM's reasoning text, on presets that generate one
-    # the objects the model's scene recogniser found in the picture (name, colour, position), where it has one;
-    # the instruction is bound among these (and the scene itself)
-    scene_objects: list[dict[str, Any]] | None
-    timings: dict[str, float]  # seconds per stage
-    settings: dict[str, Any] = field(default_factory=dict)
-    # with ``detailed_timings=True``: {"conditioning": {sub-stage: s}, "denoise_steps": [s per step]}
-    detailed_timings: dict[str, Any] | None = None
-    # what ``reasoning`` is: INFERRED_OUTCOME (the model's inferred outcome, written by its outcome adapter),
-    # EXPLANATION (the MLLM's free explanation), None when no reasoning text is generated
-    reasoning_kind: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Everything but the pixels, JSON-serialisable (the CLI's sidecar, the app's download)."""
-        return {
-            "seed": self.seed,
-            "instruction": self.instruction,
-            "referenced_object": dataclasses.asdict(self.referenced_object),
-            "object_token": self.object_token,
-            "object_token_ids": self.object_token_ids,
-            "regions": self.regions.to_dict() if self.regions is not None else None,
-            "region_attention": self.region_attention,
-            "patch_attention": self.patch_attention,
-            "reasoning": self.reasoning,
-            "reasoning_kind": self.reasoning_kind,
-            "scene_objects": self.scene_objects,
-            "timings": self.timings,
-            "settings": self.settings,
-            "image_size": list(self.images[0].size) if self.images else None,
-            **({"detailed_timings": self.detailed_timings} if self.detailed_timings is not None else {}),
-        }
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
-
-
-class _Timer:
-    """Seconds per named stage, and ``finish()``: the wall time since the timer was made (untimed work included).
-
-    With ``detailed``, ``substage()`` and ``step_started()`` / ``step_finished()`` also record sub-stages and
-    denoising steps (each synchronises the device, so they are off unless asked for).
-    """
-
-    def __init__(self, device: torch.device, detailed: bool = False) -> None:
-        self.device = device
-        self.detailed = detailed
-        self.timings: dict[str, float] = {}
-        self.substages: dict[str, float] = {}
-        self.steps: list[float] = []
-        self._start = time.perf_counter()
-        self._step_start = 0.0
-
-    @contextmanager
-    def stage(self, name: str, into: dict[str, float] | None = None):
-        self._sync()
-        start = time.perf_counter()
-        yield
-        self._sync()
-        into = self.timings if into is None else into
-        into[name] = into.get(name, 0.0) + time.perf_counter() - start
-
-    def substage(self, name: str):
-        return self.stage(name, into=self.substages) if self.detailed else nullcontext()
-
-    def step_started(self) -> None:
-        if self.detailed:
-            self._sync()
-            self._step_start = time.perf_counter()
-
-    def step_finished(self) -> None:
-        if self.detailed:
-            self._sync()
-            self.steps.append(time.perf_counter() - self._step_start)
-
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
-    def finish(self) -> dict[str, float]:
-        self._sync()
-        self.timings["total"] = time.perf_counter() - self._start
-        return self.timings
 
 
 class ReasonBrainEditPipeline:
@@ -359,7 +259,7 @@ class ReasonBrainEditPipeline:
         (the pipeline's own ``scheduler`` is left as it is, so concurrent callers do not affect each other).
         ``detailed_timings`` also times the conditioning's sub-stages and each denoising step (benchmarks; it
         synchronises the device at each boundary)."""
-        timer = _Timer(self.device, detailed=detailed_timings)  # "total" is this call's wall time
+        timer = StageTimer(self.device, detailed=detailed_timings)  # "total" is this call's wall time
         model, cfg = self.model, self.model.config
         steps = cfg.defaults.num_inference_steps if num_inference_steps is None else num_inference_steps
         g_text = cfg.defaults.guidance_scale if guidance_scale is None else guidance_scale
