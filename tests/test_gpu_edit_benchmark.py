@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import re
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,8 @@ from reasonbrain.pipelines.pipeline_reasonbrain import (
     REFERRING_PROMPT,
     ReasonBrainEditPipeline,
 )
+
+from .contracts import assert_model_cpu_offload
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTRUCTION = "What would happen if the ice cube were left in the sun?"
@@ -138,22 +139,9 @@ def test_cpu_offload_and_detailed_timings_keep_the_result():
     pipe = ReasonBrainEditPipeline.from_config(ReasonBrainConfig.from_preset("tiny"))
     a = pipe(image(), INSTRUCTION, seed=3, num_inference_steps=3)
     assert a.detailed_timings is None and "detailed_timings" not in a.to_dict()
-    events = []  # each offloaded group must be moved in just before it runs and moved out right after
-    groups = {"mllm": pipe.model.mllm, "vae": pipe.model.vae, "unet": pipe.model.unet}
-    runs_of = {"mllm": [pipe.model.mllm], "vae": [pipe.model.vae.encoder, pipe.model.vae.decoder],
-               "unet": [pipe.model.unet]}  # the VAE runs through encode() and decode(), not forward()
-    for name, module in groups.items():
-        for part in runs_of[name]:
-            part.register_forward_pre_hook(lambda m, a, name=name: events.append((name, "run")))
-        moved = module.to
-        module.to = lambda *args, name=name, moved=moved, **kw: (events.append((name, f"to {args[0]}")), moved(*args, **kw))[1]
-    pipe.enable_model_cpu_offload("cpu")
-    events.clear()
-    b = pipe(image(), INSTRUCTION, seed=3, num_inference_steps=3, detailed_timings=True)
-    for name in groups:  # T: moved to the execution device or back, R: ran; every run sits inside a T ... T pair
-        seq = "".join("R" if e == "run" else "T" for n, e in events if n == name)
-        assert "R" in seq and re.fullmatch(r"(T|TR+T)*", seq), (name, seq)
-    assert np.array_equal(np.asarray(a.images[0]), np.asarray(b.images[0]))
+    # each offloaded component moved in just before it runs and out right after; the same image as ``a``
+    b = assert_model_cpu_offload(pipe, "cpu", image(), INSTRUCTION, reference=a, seed=3, num_inference_steps=3,
+                                 detailed_timings=True)
     assert set(b.detailed_timings["conditioning"]) == {"text_encoder", "frce", "mllm", "qformer", "cme"}
     assert len(b.detailed_timings["denoise_steps"]) == 3 and "vision_encoder" in b.timings
     pipe.to("cpu")  # an explicit device ends the offload
