@@ -17,6 +17,9 @@ from typing import Any
 
 CONFIG_NAME = "reasonbrain_config.json"
 BUNDLED_TOKENIZER = "bundled"  # the small BPE tokenizer shipped in reasonbrain/presets/tokenizer/
+# The chat format of models built from scratch (synth, tiny): "USER:<image>H ASSISTANT:".
+PLAIN_CHAT_TEMPLATE = ("{% for message in messages %}{{ message['role'].upper() + ':' + message['content'] + ' ' }}"
+                       "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}")
 
 
 @dataclass
@@ -27,6 +30,10 @@ class MLLMConfig:
     pretrained_model_name_or_path: str | None = None  # None: built from `config` (weights live in the checkpoint)
     config: dict[str, Any] = field(default_factory=dict)  # transformers LlavaConfig kwargs (architecture)
     tokenizer: str = BUNDLED_TOKENIZER  # Hub id / path, or "bundled"
+    # The prompt (reasonbrain.models.prompt): one user turn, `user_message` ("<image>" where [IA][R_V][R_T] go, "{}"
+    # where the instruction goes), in the tokenizer's chat template where it has one, else in `chat_template` (Jinja).
+    chat_template: str | None = PLAIN_CHAT_TEMPLATE
+    user_message: str = "<image>{}"
     num_img_tokens: int = 32  # r learnable [IMG] tokens
     img_token_ids: list[int] | None = None  # filled when the tokens are added; checked on every load
     vision_feature_layer: int = -2  # layer fed to IA (as in LLaVA)

@@ -1,7 +1,8 @@
 """The MLLM of eq. 3: V = MLLM([IA(E_I(I)), R_V, R_T, E_T(H), [IMG_1..IMG_r]]) over a transformers LLaVA model.
 
 E_I is the LLaVA vision tower, IA its multimodal projector (trainable), the language model is adapted with LoRA
-(peft) and r new [IMG] tokens are added to the tokenizer and embeddings (their ids live in the config).
+(peft) and r new [IMG] tokens are added to the tokenizer and embeddings (their ids live in the config). The sequence
+sits in the model's chat format (``reasonbrain.models.prompt``).
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from transformers import (
 )
 from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
+from reasonbrain.models.prompt import IMAGE_SLOT, PromptLayout
+
 logger = logging.getLogger(__name__)
 
 IMG_TOKEN_FORMAT = "[IMG{}]"
-PLACEHOLDER_TOKEN = "<image>"
 # The outcome adapter's default targets: every linear layer of the language model's blocks, and the generation
 # model's input embedding and output head (the LLaVA model's own are left as they are). A table trained only to
 # predict [IMG] tokens has nearly collinear word rows (synth: mean |cos| 0.95), so words need both.
@@ -65,6 +67,7 @@ class ReasonBrainMLLM(nn.Module):
         *,
         vlm: LlavaForConditionalGeneration | PeftModel,
         tokenizer: PreTrainedTokenizerBase,
+        prompt: PromptLayout,
         img_token_ids: list[int],
         multiscale_layers: list[int],
         vision_feature_layer: int = -2,
@@ -73,11 +76,12 @@ class ReasonBrainMLLM(nn.Module):
         super().__init__()
         self.vlm = vlm
         self.tokenizer = tokenizer
+        self.prompt = prompt
         self.img_token_ids = list(img_token_ids)
         self.multiscale_layers = list(multiscale_layers)
         self.vision_feature_layer = vision_feature_layer
         self.max_instruction_tokens = max_instruction_tokens
-        placeholder = tokenizer.convert_tokens_to_ids(PLACEHOLDER_TOKEN)
+        placeholder = tokenizer.convert_tokens_to_ids(IMAGE_SLOT)
         self.placeholder_id = placeholder if placeholder != tokenizer.unk_token_id else tokenizer.pad_token_id
         vocab = self.base.get_input_embeddings().weight.shape[0]
         if max(self.img_token_ids) >= vocab:
@@ -167,18 +171,24 @@ class ReasonBrainMLLM(nn.Module):
 
     # --- E_I and IA -----------------------------------------------------------------------------------------
     def encode_image(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """pixel_values (B, 3, H, W) in [-1, 1] -> IA tokens (B, N, d_llm), multi-scale E_I(I) (B, N, Dv*k)."""
+        """pixel_values (B, 3, H, W) in [-1, 1] -> IA tokens (B, N, d_llm), multi-scale E_I(I) (B, grid**2, Dv*k).
+
+        IA(E_I(I)) is transformers' ``get_image_features`` at ``vision_feature_layer`` with the LLaVA config's
+        ``vision_feature_select_strategy``; the multi-scale features are the patch grid of ``multiscale_layers``."""
         base = self.base
         x = (pixel_values.float() + 1) / 2  # resize in float32 (bicubic+antialias has no bf16 kernel)
         size = self.vision_image_size
         if x.shape[-2:] != (size, size):
             x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True)
         x = ((x - self.clip_mean) / self.clip_std).to(base.model.vision_tower.dtype)
-        out = base.model.vision_tower(x, output_hidden_states=True)
-        hidden = out.hidden_states  # tuple of (B, 1 + N, Dv)
-        ia_tokens = base.model.multi_modal_projector(hidden[self.vision_feature_layer][:, 1:])  # (B, N, d_llm)
-        multiscale = torch.cat([hidden[i][:, 1:] for i in self.multiscale_layers], dim=-1)  # (B, N, Dv*k)
-        return ia_tokens, multiscale
+        out = base.model.get_image_features(
+            x, vision_feature_layer=self.vision_feature_layer,
+            vision_feature_select_strategy=base.config.vision_feature_select_strategy, output_hidden_states=True,
+        )
+        ia_tokens = torch.stack(out.pooler_output)  # (B, N, d_llm); N counts CLS under the "full" strategy
+        n_patches = self.grid_size**2  # a vision layer's states are (B, 1 + n_patches, Dv): CLS, then the grid
+        multiscale = torch.cat([out.hidden_states[i][:, -n_patches:] for i in self.multiscale_layers], dim=-1)
+        return ia_tokens, multiscale  # (B, N, d_llm), (B, n_patches, Dv*k)
 
     # --- the MLLM sequence ------------------------------------------------------------------------------------
     def build_sequence(
@@ -194,9 +204,10 @@ class ReasonBrainMLLM(nn.Module):
         append_img_tokens: bool = True,
         instruction_embeds: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """[BOS] USER: [IA][R_V][R_T] Instruction: H ASSISTANT: [IMG_1..IMG_r], left-padded to a batch.
+        """lead [IA][R_V][R_T] between template(H) tail [IMG_1..IMG_r], left-padded to a batch; lead, between and
+        tail come from ``self.prompt`` (e.g. "[BOS]USER:", "", " ASSISTANT:").
 
-        With ``append_img_tokens=False`` the sequence ends at "ASSISTANT:" (a prompt for text generation).
+        With ``append_img_tokens=False`` the sequence ends at the prompt's tail (a prompt for text generation).
         ``instruction_embeds``: (states (B, L, d_llm), keep (B, L)) that stand for H instead of its tokens (an
         InstructionReader's output); the template's own words stay tokens.
         """
@@ -217,12 +228,8 @@ class ReasonBrainMLLM(nn.Module):
             text_states, text_keep = instruction_embeds  # (B, L, d_llm), (B, L)
             n_text = text_states.shape[1]
             text_lead, _, text_tail = text_template.partition("{}")
-        prefix = ([tok.bos_token_id] if tok.bos_token_id is not None else []) + tok.encode(
-            "USER:", add_special_tokens=False
-        )
-        suffix = tok.encode(" ASSISTANT:", add_special_tokens=False)
-        if append_img_tokens:
-            suffix = suffix + self.img_token_ids
+        prefix, between = self.prompt.lead, self.prompt.between
+        suffix = self.prompt.tail + (self.img_token_ids if append_img_tokens else [])
         rows, keeps, text_starts = [], [], []
         for i, text in enumerate(instructions):
             if instruction_embeds is not None:
@@ -233,12 +240,13 @@ class ReasonBrainMLLM(nn.Module):
             else:
                 body = tok.encode(text_template.format(text), add_special_tokens=False)[: self.max_instruction_tokens]
                 body_keep = [True] * len(body)
-            ids = prefix + [self.placeholder_id] * n_vis + body + suffix
-            keep = [True] * len(prefix) + visual_keep[i].tolist() + body_keep + [True] * len(suffix)
+            ids = prefix + [self.placeholder_id] * n_vis + between + body + suffix
+            keep = ([True] * len(prefix) + visual_keep[i].tolist() + [True] * len(between) + body_keep
+                    + [True] * len(suffix))
             rows.append(ids)
             keeps.append(keep)
             if instruction_embeds is not None:
-                text_starts.append(len(prefix) + n_vis + len(lead))
+                text_starts.append(len(prefix) + n_vis + len(between) + len(lead))
         length = max(len(r) for r in rows)
         pad = tok.pad_token_id if tok.pad_token_id is not None else 0
         input_ids = torch.full((b, length), pad, dtype=torch.long)

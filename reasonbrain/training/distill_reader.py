@@ -36,7 +36,8 @@ import torch
 import torch.nn.functional as F
 from diffusers.optimization import get_scheduler
 
-from reasonbrain.models.reasonbrain import ReasonBrainModel, build_reader, reader_tokenizer
+from reasonbrain.models.backbones import build_reader, reader_tokenizer
+from reasonbrain.models.reasonbrain import ReasonBrainModel
 from reasonbrain.referring import extract_referenced_object, serialize_object_token
 
 logger = logging.getLogger(__name__)
