@@ -107,6 +107,24 @@ def test_phi3_format_of_the_3b_preset_comes_from_the_tokenizer():
     assert layout(tok, "reasonbrain-3b") == prompt
 
 
+# the shape of llava-hf's processor chat template: content is a list of image and text parts
+LLAVA_HF_PARTS_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}{% endif %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] + ' '}}"
+    "{% endfor %}{% endfor %}{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+
+
+def test_a_tokenizer_template_of_image_and_text_parts_gives_the_llava_format():
+    """A string content renders nothing from such a template; the parts form is used, with the same result as the
+    preset's llava-1.5 template."""
+    tok = bundled_tokenizer()
+    expected = layout(tok, "reasonbrain-7b")
+    tok.chat_template = LLAVA_HF_PARTS_TEMPLATE
+    assert layout(tok, "reasonbrain-7b") == expected
+
+
 @pytest.mark.parametrize("preset", ["reasonbrain-7b", "reasonbrain-3b"])
 def test_the_sequence_holds_the_format_the_visual_tokens_and_the_img_tokens(preset):
     tok = phi3_tokenizer() if preset == "reasonbrain-3b" else bundled_tokenizer()

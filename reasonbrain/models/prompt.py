@@ -34,15 +34,22 @@ class PromptLayout:
         if tokenizer.chat_template is None and chat_template is None:
             raise ValueError("the MLLM tokenizer has no chat template and mllm.chat_template is null: set "
                              "mllm.chat_template to the model's chat format (a Jinja template)")
-        rendered = tokenizer.apply_chat_template(
-            [{"role": "user", "content": user_message.replace("{}", TEXT_SLOT)}],
-            chat_template=None if tokenizer.chat_template is not None else chat_template,
-            add_generation_prompt=True, tokenize=False,
-        )
-        if rendered.count(IMAGE_SLOT) != 1 or rendered.count(TEXT_SLOT) != 1:
+        template = None if tokenizer.chat_template is not None else chat_template
+        rendered = _render(tokenizer, template, user_message.replace("{}", TEXT_SLOT))
+        if not _has_slots(rendered):
+            # processor-style templates (llava-hf) take a list of parts and write the image marker themselves
+            lead_text, _, rest = user_message.partition(IMAGE_SLOT)
+            between_text = rest.replace("{}", TEXT_SLOT)
+            parts = ([{"type": "text", "text": lead_text}] if lead_text else []) + [
+                {"type": "image"}, {"type": "text", "text": between_text.lstrip("\n")}]
+            try:
+                rendered = _render(tokenizer, template, parts)
+            except Exception:  # a string-only template fails on a list; the error below names the first form
+                pass
+        if not _has_slots(rendered):
             source = "the tokenizer's chat template" if tokenizer.chat_template is not None else "mllm.chat_template"
-            raise ValueError(f"{source} must write the user message's text once as given (a string content); it "
-                             f"rendered {rendered!r}")
+            raise ValueError(f"{source} must write the user message's text once as given (a string content, or "
+                             f"image and text parts); it rendered {rendered!r}")
         lead, _, rest = rendered.partition(IMAGE_SLOT)
         between, _, tail = rest.partition(TEXT_SLOT)
         bos = tokenizer.bos_token
@@ -53,6 +60,15 @@ class PromptLayout:
             tail=_encode(tokenizer, tail),
             text=rendered.replace(TEXT_SLOT, "{}"),
         )
+
+
+def _render(tokenizer: PreTrainedTokenizerBase, template: str | None, content) -> str:
+    return tokenizer.apply_chat_template([{"role": "user", "content": content}], chat_template=template,
+                                         add_generation_prompt=True, tokenize=False)
+
+
+def _has_slots(rendered: str) -> bool:
+    return rendered.count(IMAGE_SLOT) == 1 and rendered.count(TEXT_SLOT) == 1
 
 
 def _encode(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
