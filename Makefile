@@ -38,34 +38,20 @@ clean:
 # Rebuild the bundled default checkpoint: data (+ 160,000 extra training samples, seeds 1 to 3), training
 # (VAE pre-training + main phase, then eight continuation phases; stages 4, 7 and 9 are batch 128 and were run
 # on a GPU), export with model card (the stage-9 teacher), then the reading phase (`synth-reader`) put into it
-# with its free-form figures, and the inferred-outcome adapter attached.
+# with its free-form figures, and the inferred-outcome adapter attached (the reading recipe's last two steps).
 synth-checkpoint: synth-teacher synth-reader
-	$(BIN)/python tools/add_reading_phase.py --reader-run runs/synth_reader_unet \
-		--reader-checkpoint runs/synth_reader_unet/candidate --freeform runs/synth_reader_unet/freeform.json \
-		--out checkpoints/synth
-	$(BIN)/python tools/add_reading_phase.py --attach-outcome runs/synth_reader_unet/candidate-outcome \
-		--outcome-eval runs/synth_reader_unet/outcome_eval.json --out checkpoints/synth
+	$(BIN)/python -m reasonbrain.training.recipe run configs/recipes/synth_reader.json --from-step reading-phase
 
 # The teacher as configs/recipes/synth_teacher.json lists it: data, the nine stages (a finished one is skipped, a
 # stopped one resumed), export with model card.
 synth-teacher: $(STAMP)
 	$(BIN)/python -m reasonbrain.training.recipe run configs/recipes/synth_teacher.json
 
-# The reading phase from the stage-9 teacher (runs/synth_stage9/checkpoint, data/synth): the text side distilled into
-# an InstructionReader (MLP into the MLLM space), then refined with the frozen UNet's predictions in the loss; the
-# scene recogniser (half of its renders through the VAE); the validation-split check; the free-form benchmark; the
-# inferred-outcome adapter and its held-out figures. Step 1500 of the second stage was chosen on the validation
-# split (own wording 96.6 % vs 96.0 % at step 2000; rephrased 84.1 % vs 83.5 %).
+# The reading phase as configs/recipes/synth_reader.json lists it, from the stage-9 teacher
+# (runs/synth_stage9/checkpoint, data/synth): the text side distilled into an InstructionReader (MLP into the MLLM
+# space), then refined with the frozen UNet's predictions in the loss (a finished distillation stage is skipped, a
+# stopped one resumed); the scene recogniser on the second stage's chosen step (the recipe's about: step 1500, chosen
+# on the validation split); the validation-split check; the free-form benchmark; the inferred-outcome adapter and
+# its held-out figures (a step whose output exists is skipped).
 synth-reader: $(STAMP)
-	$(BIN)/python -m reasonbrain.training.distill_reader --config configs/distill_synth_reader_mlp.json --resume
-	$(BIN)/python -m reasonbrain.training.distill_reader --config configs/distill_synth_reader_unet.json --resume
-	$(BIN)/python -m reasonbrain.training.train_recogniser --checkpoint runs/synth_reader_unet/checkpoint-001500 \
-		--out runs/synth_reader_unet/candidate --epochs 5 --vae-share 0.5
-	$(BIN)/python tools/select_reader_checkpoint.py runs/synth_reader_unet/checkpoint-001500 \
-		runs/synth_reader_unet/checkpoint-002000 --stride 6
-	$(BIN)/python benchmarks/freeform_eval.py --checkpoint runs/synth_reader_unet/candidate \
-		--json-out runs/synth_reader_unet/freeform.json
-	$(BIN)/python -m reasonbrain.training.train_outcome --checkpoint runs/synth_reader_unet/candidate \
-		--out runs/synth_reader_unet/candidate-outcome --resume
-	$(BIN)/python benchmarks/outcome_eval.py --checkpoint runs/synth_reader_unet/candidate-outcome \
-		--json-out runs/synth_reader_unet/outcome_eval.json
+	$(BIN)/python -m reasonbrain.training.recipe run configs/recipes/synth_reader.json --to-step outcome-eval

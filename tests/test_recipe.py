@@ -1,7 +1,9 @@
-"""reasonbrain.training.recipe: the synth training recipe as data, its generated configs, plan and runner."""
+"""reasonbrain.training.recipe: the synth training recipes (teacher, reading phase) as data, their generated configs,
+plan and runner."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import sys
@@ -22,6 +24,7 @@ from reasonbrain.training.recipe import (
 
 REPO = Path(__file__).resolve().parent.parent
 SYNTH = REPO / "configs" / "recipes" / "synth_teacher.json"
+READER = REPO / "configs" / "recipes" / "synth_reader.json"
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +87,9 @@ def write_tiny_recipe(root: Path, stages: int = 3) -> Path:
                     "set": {"output_dir": str(root / "runs" / f"s{n}"),
                             **({"extra_train_dirs": [str(root / "data" / "b")]} if n > 1 else {})}}
                    for n in range(1, stages + 1)],
-        "export": {"tool": str(root / "export.py"), "args": {"data_dir": str(root / "data" / "a"), "out": "ckpt"}},
+        "steps": [{"name": "export", "tool": str(root / "export.py"),
+                   "args": {"recipe": "{recipe}", "run": "{last_run}", "data_dir": str(root / "data" / "a"),
+                            "out": "ckpt"}}],
     }
     path = root / "recipe.json"
     path.write_text(json.dumps(recipe))
@@ -165,6 +170,12 @@ def test_run_refuses_config_files_that_differ_from_the_recipe(tmp_path):
     (lambda r: r["stages"][1]["set"].update(output_dir=r["stages"][0]["set"]["output_dir"]), "share a run"),
     (lambda r: r["stages"][0].update(sets={}), "unknown keys \\['sets'\\]"),
     (lambda r: r["data"][0].pop("seed"), "needs out, n and seed"),
+    (lambda r: r["stages"][0].update(from_checkpoint="checkpoint-000005"), "stage 1 has from_checkpoint"),
+    (lambda r: r.update(trainer="reasonbrain.training.elsewhere"), "unknown trainer"),
+    (lambda r: r["steps"][0].update(module="m"), "step 1: a step needs a name and either a tool or a module"),
+    (lambda r: r["steps"][0].pop("name"), "step 1: a step needs a name"),
+    (lambda r: r["steps"].append(dict(r["steps"][0])), "two steps share a name"),
+    (lambda r: r["steps"][0].update(out="x"), "step 1: unknown keys \\['out'\\]"),
 ])
 def test_malformed_recipes_are_refused(tmp_path, change, message):
     path = write_tiny_recipe(tmp_path)
@@ -184,3 +195,148 @@ def test_cli_show_prints_each_merged_config(capsys):
     assert main(["stages", str(SYNTH)]) == 0 and capsys.readouterr().out == stages_markdown(load_recipe(str(SYNTH)))
     assert main(["show", "--stage", "10", str(SYNTH)]) == 2
     assert "stage 10 is not in" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def reader():
+    return load_recipe(str(READER))
+
+
+def test_reader_stages_are_its_distill_config_files_exactly(reader):
+    from reasonbrain.training.distill_reader import DistillConfig
+
+    assert reader.trainer.module == "reasonbrain.training.distill_reader"
+    assert [s.config_file for s in reader.stages] == [
+        "configs/distill_synth_reader_mlp.json", "configs/distill_synth_reader_unet.json"]
+    for stage in reader.stages:
+        path = REPO / stage.config_file
+        assert json.loads(path.read_text()) == stage.config, stage.config_file
+        assert path.read_text() == render_config(stage.config), f"{stage.config_file}: run `recipe write`"
+        defaults = dataclasses.asdict(DistillConfig())
+        assert dataclasses.asdict(DistillConfig.from_json(str(path))) == {**defaults, **stage.config}
+    assert "init_reader" not in reader.stages[0].config  # a new reader
+    assert reader.stages[1].config["init_reader"] == "runs/synth_reader_mlp/checkpoint"
+    assert reader.data == [] and reader.stages[0].config["teacher"] == "runs/synth_stage9/checkpoint"
+    assert "Step 1500 of the second stage was chosen on the validation split" in json.loads(READER.read_text())["about"]
+
+
+# the former Makefile's synth-reader and synth-checkpoint commands (after $(BIN)/python), in their order
+FORMER_READER_COMMANDS = [
+    "-m reasonbrain.training.distill_reader --config configs/distill_synth_reader_mlp.json",
+    "-m reasonbrain.training.distill_reader --config configs/distill_synth_reader_unet.json",
+    "-m reasonbrain.training.train_recogniser --checkpoint runs/synth_reader_unet/checkpoint-001500 "
+    "--out runs/synth_reader_unet/candidate --epochs 5 --vae-share 0.5",
+    "tools/select_reader_checkpoint.py runs/synth_reader_unet/checkpoint-001500 "
+    "runs/synth_reader_unet/checkpoint-002000 --stride 6",
+    "benchmarks/freeform_eval.py --checkpoint runs/synth_reader_unet/candidate "
+    "--json-out runs/synth_reader_unet/freeform.json",
+    "-m reasonbrain.training.train_outcome --checkpoint runs/synth_reader_unet/candidate "
+    "--out runs/synth_reader_unet/candidate-outcome --resume",
+    "benchmarks/outcome_eval.py --checkpoint runs/synth_reader_unet/candidate-outcome "
+    "--json-out runs/synth_reader_unet/outcome_eval.json",
+]
+FORMER_CHECKPOINT_COMMANDS = [
+    "tools/add_reading_phase.py --reader-run runs/synth_reader_unet --reader-checkpoint "
+    "runs/synth_reader_unet/candidate --freeform runs/synth_reader_unet/freeform.json --out checkpoints/synth",
+    "tools/add_reading_phase.py --attach-outcome runs/synth_reader_unet/candidate-outcome "
+    "--outcome-eval runs/synth_reader_unet/outcome_eval.json --out checkpoints/synth",
+]
+
+
+def test_reader_plans_the_former_makefile_commands_in_order(reader, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no run folder here: every step runs
+    assert [s.what for s in plan(reader)] == [
+        "stage 1 (runs/synth_reader_mlp)", "stage 2 (runs/synth_reader_unet)",
+        "recogniser (reasonbrain.training.train_recogniser)", "selection (tools/select_reader_checkpoint.py)",
+        "freeform (benchmarks/freeform_eval.py)", "outcome (reasonbrain.training.train_outcome)",
+        "outcome-eval (benchmarks/outcome_eval.py)", "reading-phase (tools/add_reading_phase.py)",
+        "outcome-adapter (tools/add_reading_phase.py)"]
+    reading = plan(reader, to_step="outcome-eval")
+    assert [s.argv for s in reading] == [[sys.executable, *c.split()] for c in FORMER_READER_COMMANDS]
+    checkpoint = plan(reader, from_step="reading-phase")
+    assert [s.argv for s in checkpoint] == [[sys.executable, *c.split()] for c in FORMER_CHECKPOINT_COMMANDS]
+    assert [c.output for c in reader.steps] == [
+        "runs/synth_reader_unet/candidate/recogniser_summary.json", None, "runs/synth_reader_unet/freeform.json",
+        "runs/synth_reader_unet/candidate-outcome/outcome_summary.json", "runs/synth_reader_unet/outcome_eval.json",
+        None, None]
+
+
+def test_makefile_reading_targets_run_the_reader_recipe():
+    makefile = (REPO / "Makefile").read_text()
+
+    def target(name):
+        return makefile[makefile.index(f"\n{name}:"):].split("\n\n")[0].strip().splitlines()
+
+    assert target("synth-reader") == ["synth-reader: $(STAMP)", "\t$(BIN)/python -m reasonbrain.training.recipe run "
+                                      "configs/recipes/synth_reader.json --to-step outcome-eval"]
+    assert target("synth-checkpoint") == [
+        "synth-checkpoint: synth-teacher synth-reader",
+        "\t$(BIN)/python -m reasonbrain.training.recipe run configs/recipes/synth_reader.json --from-step reading-phase"]
+
+
+def write_tiny_distill_recipe(root: Path) -> Path:
+    recipe = {
+        "trainer": "reasonbrain.training.distill_reader",
+        "base": {"teacher": "teacher", "data_dir": "data/synth", "max_steps": 10},
+        "stages": [{"config_file": str(root / "configs" / f"d{n}.json"), **extra,
+                    "set": {"output_dir": str(root / "runs" / f"d{n}"), "seed": n}}
+                   for n, extra in ((1, {}), (2, {}), (3, {"from_checkpoint": "checkpoint-000004"}))],
+        "steps": [
+            {"name": "train", "module": "some.module", "args": {"checkpoint": "{last_run}/checkpoint", "resume": True,
+                                                                "quiet": False},
+             "output": "{last_run}/done.json"},
+            {"name": "check", "tool": str(root / "check.py"), "positional": ["{last_run}/a", "{last_run}/b"],
+             "args": {"stride": 6}},
+            {"name": "publish", "tool": str(root / "check.py"), "args": {"out": "{last_run}/published"}},
+        ],
+    }
+    path = root / "reader.json"
+    path.write_text(json.dumps(recipe))
+    (root / "check.py").write_text("")
+    return path
+
+
+def test_distill_recipe_skips_finished_stages_resumes_stopped_ones_and_skips_made_outputs(tmp_path):
+    recipe = load_recipe(str(write_tiny_distill_recipe(tmp_path)))
+    runs = tmp_path / "runs"
+    assert "init_reader" not in recipe.stage(1).config
+    assert recipe.stage(2).config["init_reader"] == f"{runs / 'd1'}/checkpoint"
+    assert recipe.stage(3).config["init_reader"] == f"{runs / 'd2'}/checkpoint-000004"
+    assert write_config_files(recipe) == [s.config_file for s in recipe.stages]
+    fake_run(runs / "d1", summary_steps=10)  # complete
+    fake_run(runs / "d2", checkpoint=False)  # stopped: state.pt, no summary
+    (runs / "d2" / "state.pt").write_bytes(b"")
+    fake_run(runs / "d3", summary_steps=10)
+    (runs / "d3" / "done.json").write_text("{}")  # the first step's output
+    calls = []
+    steps = run_recipe(recipe, threads=2, execute=lambda argv, env: calls.append(argv) or 0)
+    assert [(s.what.split(" (")[0], s.status) for s in steps] == [
+        ("stage 1", "complete at step 10, skipped"), ("stage 2", f"resume from {runs / 'd2' / 'state.pt'}"),
+        ("stage 3", "complete at step 10, skipped"), ("train", f"{runs / 'd3' / 'done.json'} exists, skipped"),
+        ("check", "run"), ("publish", "run")]
+    assert calls == [
+        [sys.executable, "-m", "reasonbrain.training.distill_reader", "--config", recipe.stage(2).config_file,
+         "--resume"],
+        [sys.executable, str(tmp_path / "check.py"), f"{runs / 'd3'}/a", f"{runs / 'd3'}/b", "--stride", "6"],
+        [sys.executable, str(tmp_path / "check.py"), "--out", f"{runs / 'd3'}/published"]]
+
+    # --from-step: only the steps from there on; --to-step: none after it; true is the bare flag, false none
+    (runs / "d3" / "done.json").unlink()
+    assert [s.what.split(" (")[0] for s in plan(recipe, from_step="train", to_step="check")] == ["train", "check"]
+    assert plan(recipe, from_step="train")[0].argv == [
+        sys.executable, "-m", "some.module", "--checkpoint", f"{runs / 'd3'}/checkpoint", "--resume"]
+    assert [s.what.split(" (")[0] for s in plan(recipe, from_stage=3, to_step="train")] == ["stage 3", "train"]
+    with pytest.raises(ValueError, match="step 'nowhere' is not in .*steps: train, check, publish"):
+        plan(recipe, from_step="nowhere")
+    with pytest.raises(ValueError, match="step 'train' comes before step 'check'"):
+        plan(recipe, from_step="check", to_step="train")
+
+    # a stage that sets init_reader itself is refused; a missing tool stops the run before any step
+    raw = json.loads(Path(recipe.path).read_text())
+    raw["stages"][1]["set"]["init_reader"] = "elsewhere"
+    Path(recipe.path).write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match="stage 2 sets init_reader"):
+        load_recipe(recipe.path)
+    (tmp_path / "check.py").unlink()
+    with pytest.raises(ValueError, match="step check's tool .*check.py does not exist"):
+        run_recipe(recipe, from_step="check", execute=lambda argv, env: pytest.fail("nothing may run"))
