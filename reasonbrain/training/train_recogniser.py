@@ -31,17 +31,36 @@ def object_names() -> list[str]:
     return sorted(set(VOCABULARY.canonical.values()) - {VOCABULARY.scene_level})
 
 
-def rendered_scenes(n: int, seed: int, resolution: int):
-    """(images (2n, 3, R, R) in [-1, 1], names per image): sources and targets of ``n`` generated samples."""
+def rendered_scenes(n: int, seed: int, resolution: int, background_swap: float = 0.0):
+    """(images (2n, 3, R, R) in [-1, 1], names per image): sources and targets of ``n`` generated samples.
+
+    ``background_swap``: the share of samples redrawn on another background kind (the same one for source and
+    target), so that an object is recognised by its own look rather than by where it usually stands. A kind never
+    goes onto a background it is held out from (``world.HELDOUT_COMBOS``: those pairings stay unseen until test).
+    """
+    import random
+
     from reasonbrain.image_io import prepare_image
     from reasonbrain.synthworld.dataset import generate_sample
     from reasonbrain.synthworld.render import Renderer
+    from reasonbrain.synthworld.world import BACKGROUNDS, HELDOUT_COMBOS
 
     renderer = Renderer(resolution)
+    rng = random.Random(seed)
     images, names = [], []
     for i in range(n):
         s = generate_sample(seed, i, resolution=resolution, renderer=renderer, split_fractions=(1.0, 0.0, 0.0))
-        for image, scene in ((s.src, s.record.scene), (s.tgt, s.tgt_scene)):
+        pairs = ((s.src, s.record.scene), (s.tgt, s.tgt_scene))
+        if rng.random() < background_swap:
+            kinds = {o.kind for o in s.record.scene.objects} | {o.kind for o in s.tgt_scene.objects}
+            allowed = [b for b in BACKGROUNDS if b != s.record.scene.background.kind
+                       and not any((k, b) in HELDOUT_COMBOS for k in kinds)]
+            if allowed:
+                kind = rng.choice(allowed)
+                pairs = tuple((renderer.render(swapped), swapped) for swapped in (
+                    dataclasses.replace(scene, background=dataclasses.replace(scene.background, kind=kind))
+                    for _, scene in pairs))
+        for image, scene in pairs:
             images.append(prepare_image(image, resolution)[0])
             names.append({o.name for o in scene.objects})
     return torch.stack(images), names
@@ -104,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--background-swap", type=float, default=0.0,
+                    help="share of scenes redrawn on another background kind (never a held-out pairing)")
     ap.add_argument("--vae-share", type=float, default=0.0,
                     help="share of training images passed through the checkpoint's VAE (like its own outputs)")
     ap.add_argument("--reuse", metavar="CHECKPOINT",
@@ -121,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     res, names = model.config.resolution, object_names()
     start = time.perf_counter()
-    images, scene_names = rendered_scenes(args.samples, args.seed, res)
+    images, scene_names = rendered_scenes(args.samples, args.seed, res, args.background_swap)
     if args.vae_share > 0:  # the model's own outputs are VAE decodes: blurrier than renders
         images = through_vae(model, images, args.vae_share, args.seed)
     y = targets(scene_names, names)
@@ -157,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     model.recogniser = recogniser
     save_checkpoint(model, args.out)
     summary = {"samples": args.samples, "images": len(images), "epochs": args.epochs, "seed": args.seed,
+               "vae_share": args.vae_share, "background_swap": args.background_swap,
                "seconds": round(time.perf_counter() - start, 1), "validation": metrics, "n_validation": len(val)}
     with open(os.path.join(args.out, "recogniser_summary.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)
