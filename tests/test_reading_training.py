@@ -132,3 +132,44 @@ def test_unet_term_matches_the_teachers_prediction(setup):
     loss = unet_loss(teacher, enc, idx, moved, own, empty, sched, torch.Generator().manual_seed(0))
     loss.backward()
     assert loss > 0 and context.grad.abs().sum() > 0  # the frozen UNet passes the gradient back to the reader
+
+
+def test_background_swap_redraws_scenes_without_a_held_out_pairing(monkeypatch):
+    """Swapped samples keep their objects, change background kind together (source and target), and never put a
+    kind on a background it is held out from; without swapping the renders are the generator's own."""
+    import reasonbrain.synthworld.dataset as dataset
+    from reasonbrain.synthworld.world import HELDOUT_COMBOS
+    from reasonbrain.training.train_recogniser import rendered_scenes
+
+    seen = []
+    original = dataset.generate_sample
+
+    def recording(*args, **kwargs):
+        sample = original(*args, **kwargs)
+        seen.append(sample)
+        return sample
+
+    monkeypatch.setattr(dataset, "generate_sample", recording)
+    plain, plain_names = rendered_scenes(12, 3, 64)
+    swapped, swapped_names = rendered_scenes(12, 3, 64, background_swap=1.0)
+    assert swapped_names == plain_names
+    changed = 0
+    for i in range(12):
+        src_changed = not torch.equal(plain[2 * i], swapped[2 * i])
+        assert src_changed == (not torch.equal(plain[2 * i + 1], swapped[2 * i + 1]))  # source and target together
+        changed += src_changed
+    assert changed >= 10  # a sample stays only when every other background is held out for one of its kinds
+
+    from reasonbrain.image_io import prepare_image
+    from reasonbrain.synthworld.render import Renderer
+    from reasonbrain.synthworld.world import BACKGROUNDS
+
+    renderer = Renderer(64)
+    for i, sample in enumerate(seen[12:]):
+        if torch.equal(plain[2 * i], swapped[2 * i]):
+            continue
+        kinds = {o.kind for o in sample.record.scene.objects}
+        matches = [b for b in BACKGROUNDS if torch.equal(prepare_image(renderer.render(dataclasses.replace(
+            sample.record.scene, background=dataclasses.replace(sample.record.scene.background, kind=b))), 64)[0],
+            swapped[2 * i])]
+        assert matches and not any((k, b) in HELDOUT_COMBOS for k in kinds for b in matches)
