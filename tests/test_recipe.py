@@ -220,12 +220,13 @@ def test_reader_stages_are_its_distill_config_files_exactly(reader):
     assert "Step 1500 of the second stage was chosen on the validation split" in json.loads(READER.read_text())["about"]
 
 
-# the former Makefile's synth-reader and synth-checkpoint commands (after $(BIN)/python), in their order
+# the former Makefile's synth-reader and synth-checkpoint commands (after $(BIN)/python), in their order; the
+# recogniser has since drawn half of its scenes on another background
 FORMER_READER_COMMANDS = [
     "-m reasonbrain.training.distill_reader --config configs/distill_synth_reader_mlp.json",
     "-m reasonbrain.training.distill_reader --config configs/distill_synth_reader_unet.json",
     "-m reasonbrain.training.train_recogniser --checkpoint runs/synth_reader_unet/checkpoint-001500 "
-    "--out runs/synth_reader_unet/candidate --epochs 5 --vae-share 0.5",
+    "--out runs/synth_reader_unet/candidate --epochs 5 --vae-share 0.5 --background-swap 0.5",
     "tools/select_reader_checkpoint.py runs/synth_reader_unet/checkpoint-001500 "
     "runs/synth_reader_unet/checkpoint-002000 --stride 6",
     "benchmarks/freeform_eval.py --checkpoint runs/synth_reader_unet/candidate "
