@@ -20,6 +20,11 @@ BUNDLED_TOKENIZER = "bundled"  # the small BPE tokenizer shipped in reasonbrain/
 # The chat format of models built from scratch (synth, tiny): "USER:<image>H ASSISTANT:".
 PLAIN_CHAT_TEMPLATE = ("{% for message in messages %}{{ message['role'].upper() + ':' + message['content'] + ' ' }}"
                        "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}")
+# How a checkpoint edits: its trained ReasonBrain modules, or (untrained modules) reason-then-edit: the pretrained MLLM
+# writes an explicit instruction, SAM 2 masks the object and a pretrained InstructPix2Pix edits inside the mask.
+REASONBRAIN_MODE = "reasonbrain"
+REASON_THEN_EDIT_MODE = "reason_then_edit"
+EDIT_MODES = (REASONBRAIN_MODE, REASON_THEN_EDIT_MODE)
 
 
 @dataclass
@@ -160,6 +165,20 @@ class PipelineDefaults:
     binding_table: str | None = None
 
 
+@dataclass
+class ReasonThenEditConfig:
+    """Settings of the reason-then-edit mode (``reasonbrain.pipelines.reason_then_edit``)."""
+
+    # Hub id / folder of a diffusers StableDiffusionInstructPix2PixPipeline, loaded with the backbones; built from the
+    # `text_encoder` and `diffusion` sections (random weights) when the backbones are not loaded
+    editor: str | None = None
+    max_new_tokens: int = 128  # the MLLM's structured answer
+    mask_dilation: int = 2  # latent cells the edited area reaches beyond the object's mask
+    box_region_min_iou: float = 0.5  # a SAM region replaces the MLLM's box when their IoU reaches this
+    # outside the edited area the output is the input photo itself (at its own size); False: the decoded source latents
+    keep_original_pixels: bool = True
+
+
 _SECTIONS = {
     "mllm": MLLMConfig,
     "text_encoder": TextEncoderConfig,
@@ -171,6 +190,7 @@ _SECTIONS = {
     "components": ComponentsConfig,
     "recogniser": RecogniserConfig,
     "defaults": PipelineDefaults,
+    "reason_then_edit": ReasonThenEditConfig,
 }
 
 
@@ -188,6 +208,8 @@ class ReasonBrainConfig:
     components: ComponentsConfig = field(default_factory=ComponentsConfig)
     recogniser: RecogniserConfig = field(default_factory=RecogniserConfig)
     defaults: PipelineDefaults = field(default_factory=PipelineDefaults)
+    mode: str = REASONBRAIN_MODE  # one of EDIT_MODES; loading a checkpoint follows it (never switched silently)
+    reason_then_edit: ReasonThenEditConfig = field(default_factory=ReasonThenEditConfig)
 
     def __post_init__(self) -> None:
         for key, cls in _SECTIONS.items():
@@ -263,6 +285,12 @@ class ReasonBrainConfig:
             errors.append("defaults.referring must be 'parser' or 'mllm'")
         if self.defaults.referring_vocabulary not in (None, "synthworld"):
             errors.append("defaults.referring_vocabulary must be null or 'synthworld'")
+        if self.mode not in EDIT_MODES:
+            errors.append(f"mode must be one of {', '.join(EDIT_MODES)}, got {self.mode!r}")
+        rte = self.reason_then_edit
+        if rte.max_new_tokens < 1 or rte.mask_dilation < 0 or not 0.0 < rte.box_region_min_iou <= 1.0:
+            errors.append("reason_then_edit needs max_new_tokens >= 1, mask_dilation >= 0 and box_region_min_iou in "
+                          "(0, 1]")
         if errors:
             raise ValueError("Invalid ReasonBrainConfig:\n  - " + "\n  - ".join(errors))
 

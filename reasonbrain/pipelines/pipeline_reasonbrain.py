@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from reasonbrain.binding import PhraseSimilarity, SceneEntry, bind_instruction
-from reasonbrain.configuration import ReasonBrainConfig
+from reasonbrain.configuration import REASONBRAIN_MODE, ReasonBrainConfig
 from reasonbrain.image_io import load_image, prepare_image, restore_size, tensor_to_pil
 from reasonbrain.models.reasonbrain import ReasonBrainModel
 from reasonbrain.pipelines.output import EXPLANATION, INFERRED_OUTCOME, ReasonBrainEditOutput
@@ -49,6 +49,42 @@ def instruction_token_limit(config: ReasonBrainConfig) -> int:
         return int(config.text_encoder.max_length)
     return int(config.mllm.max_instruction_tokens)
 
+def check_instruction(instruction: Any) -> str:
+    """The instruction as an edit reads it (whitespace collapsed, unprintable characters dropped), or a ValueError
+    that says what to type."""
+    if not isinstance(instruction, str):
+        raise ValueError(f"instruction must be text, got {type(instruction).__name__}")
+    control = sorted({ch for ch in instruction if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r"})
+    if control:
+        shown = ", ".join(f"U+{ord(ch):04X}" for ch in control[:3])
+        raise ValueError(f"The instruction contains control characters ({shown}); type plain text, e.g. "
+                         "“What would happen if the ice cube were left in the sun?”")
+    text = " ".join(instruction.split())  # collapse whitespace
+    text = "".join(ch for ch in text if ch.isprintable())
+    if not text:
+        raise ValueError("The instruction is empty: describe a hypothetical change, e.g. "
+                         "'What would happen if the ice cube were left in the sun?'")
+    if len(text) > MAX_INSTRUCTION_CHARS:
+        raise ValueError(f"The instruction has {len(text)} characters; keep it under {MAX_INSTRUCTION_CHARS}.")
+    return text
+
+
+def check_edit_settings(num_inference_steps: Any, guidance_scale: Any, image_guidance_scale: Any,
+                        num_images_per_prompt: Any) -> None:
+    """ValueError for a step count, guidance scale or image count outside what an edit takes."""
+    if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int):
+        raise ValueError(f"num_inference_steps must be a whole number, got {num_inference_steps!r}")
+    if not 1 <= num_inference_steps <= MAX_STEPS:
+        raise ValueError(f"num_inference_steps must be between 1 and {MAX_STEPS}, got {num_inference_steps}")
+    for name, value in (("guidance_scale", guidance_scale), ("image_guidance_scale", image_guidance_scale)):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if not 0 <= value <= MAX_GUIDANCE:
+            raise ValueError(f"{name} must be between 0 and {MAX_GUIDANCE}, got {value}")
+    if not isinstance(num_images_per_prompt, int) or not 1 <= num_images_per_prompt <= 8:
+        raise ValueError(f"num_images_per_prompt must be between 1 and 8, got {num_images_per_prompt!r}")
+
+
 REFERRING_PROMPT = (
     " Which single object in the image does this instruction refer to? Instruction: {} "
     "Answer with the object's name only."
@@ -59,6 +95,9 @@ REFERRING_MAX_NEW_TOKENS = 12
 
 class ReasonBrainEditPipeline:
     def __init__(self, *, model: ReasonBrainModel, scheduler=None, region_proposer=None, vocabulary=None) -> None:
+        if model.config.mode != REASONBRAIN_MODE:  # a checkpoint's mode is never switched silently
+            raise ValueError(f"this checkpoint declares mode {model.config.mode!r}: load it with "
+                             "reasonbrain.pipelines.load_edit_pipeline (or ReasonThenEditPipeline)")
         self.model = model.eval()
         self.scheduler = scheduler or make_scheduler(model.config.diffusion.scheduler)
         self.region_proposer = region_proposer
@@ -198,36 +237,13 @@ class ReasonBrainEditPipeline:
         self, instruction: Any, num_inference_steps: Any, guidance_scale: Any, image_guidance_scale: Any,
         num_images_per_prompt: Any,
     ) -> str:
-        if not isinstance(instruction, str):
-            raise ValueError(f"instruction must be text, got {type(instruction).__name__}")
-        control = sorted({ch for ch in instruction if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r"})
-        if control:
-            shown = ", ".join(f"U+{ord(ch):04X}" for ch in control[:3])
-            raise ValueError(f"The instruction contains control characters ({shown}); type plain text, e.g. "
-                             "“What would happen if the ice cube were left in the sun?”")
-        text = " ".join(instruction.split())  # collapse whitespace
-        text = "".join(ch for ch in text if ch.isprintable())
-        if not text:
-            raise ValueError("The instruction is empty: describe a hypothetical change, e.g. "
-                             "'What would happen if the ice cube were left in the sun?'")
-        if len(text) > MAX_INSTRUCTION_CHARS:
-            raise ValueError(f"The instruction has {len(text)} characters; keep it under {MAX_INSTRUCTION_CHARS}.")
+        text = check_instruction(instruction)
         n_tokens, limit = self.instruction_tokens(text)
         if n_tokens > limit:
             raise ValueError(f"The instruction is {n_tokens} tokens long; this model reads at most {limit}. Shorten it.")
         if any(tok in text for tok in self.model.mllm.tokenizer.convert_ids_to_tokens(self.model.mllm.img_token_ids)):
             raise ValueError("The instruction contains reserved [IMG] tokens; remove them.")
-        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int):
-            raise ValueError(f"num_inference_steps must be a whole number, got {num_inference_steps!r}")
-        if not 1 <= num_inference_steps <= MAX_STEPS:
-            raise ValueError(f"num_inference_steps must be between 1 and {MAX_STEPS}, got {num_inference_steps}")
-        for name, value in (("guidance_scale", guidance_scale), ("image_guidance_scale", image_guidance_scale)):
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
-            if not 0 <= value <= MAX_GUIDANCE:
-                raise ValueError(f"{name} must be between 0 and {MAX_GUIDANCE}, got {value}")
-        if not isinstance(num_images_per_prompt, int) or not 1 <= num_images_per_prompt <= 8:
-            raise ValueError(f"num_images_per_prompt must be between 1 and 8, got {num_images_per_prompt!r}")
+        check_edit_settings(num_inference_steps, guidance_scale, image_guidance_scale, num_images_per_prompt)
         return text
 
     def instruction_tokens(self, text: str) -> tuple[int, int]:
