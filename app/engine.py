@@ -343,7 +343,7 @@ class Engine:
     def instruction_length(self, text: Any) -> InstructionLength:
         """``text`` measured as ``check_inputs`` measures it (whitespace collapsed; tokens by the model's own
         tokenizer once the model is loaded), against the pipeline's character limit and the model's token limit."""
-        from reasonbrain.pipelines.pipeline_reasonbrain import MAX_INSTRUCTION_CHARS, instruction_token_limit
+        from reasonbrain.pipelines.input_checks import MAX_INSTRUCTION_CHARS, instruction_token_limit
 
         normalised = "".join(ch for ch in " ".join(text.split()) if ch.isprintable()) if isinstance(text, str) else ""
         max_tokens = instruction_token_limit(self._config())

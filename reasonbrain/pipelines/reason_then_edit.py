@@ -32,9 +32,9 @@ from reasonbrain.edit_mask import choose_object_mask, latent_edit_area, resize_m
 from reasonbrain.image_io import load_image, prepare_image, restore_size, tensor_to_pil
 from reasonbrain.models.backbones import build_diffusion, build_text_encoder
 from reasonbrain.models.reasoner import StructuredReasoner
+from reasonbrain.pipelines.input_checks import check_edit_settings, check_instruction
 from reasonbrain.pipelines.latent_blend import LatentBlend
 from reasonbrain.pipelines.modes import checkpoint_config
-from reasonbrain.pipelines.pipeline_reasonbrain import check_edit_settings, check_instruction
 from reasonbrain.pipelines.reason_then_edit_output import ReasonThenEditOutput
 from reasonbrain.pipelines.timing import StageTimer
 from reasonbrain.reasoning_prompt import parse_reasoned_edit
