@@ -130,3 +130,22 @@ def test_chain_figures_come_from_held_out_chains(tmp_path):
 
     assert evaluate_chains(pipe, str(tmp_path), progress=False)["chains"] == len(held_out)
     assert evaluate_chains(pipe, str(tmp_path), progress=False, split=None)["chains"] == len(chains)
+
+
+def test_rewriting_the_bundled_card_from_its_metrics_changes_nothing_and_restores_figures(tmp_path):
+    """--rewrite-card writes every reading and outcome section from metrics.json alone: on the shipped card it is a
+    no-op, and a figure edited by hand comes back."""
+    tool = load_tool()
+    out = tmp_path / "synth"
+    out.mkdir()
+    for name in ("README.md", "metrics.json", "outcome_summary.json"):
+        shutil.copy(REPO / "checkpoints" / "synth" / name, out / name)
+    card = (out / "README.md").read_text()
+    assert tool.main(["--rewrite-card", "--out", str(out)]) == 0
+    assert (out / "README.md").read_text() == card
+    test = json.loads((out / "metrics.json").read_text())["test"]
+    shown = f"**{test['accuracy']:.1%}**"
+    assert shown in card
+    (out / "README.md").write_text(card.replace(shown, "**99.9%**"))
+    tool.rewrite_card(str(out))
+    assert (out / "README.md").read_text() == card

@@ -6,6 +6,7 @@ attach an inferred-outcome adapter (train_outcome) to it.
         --out checkpoints/synth [--data-dir data/synth]
     python tools/add_reading_phase.py --attach-outcome runs/synth_reader_unet/candidate-outcome \
         --outcome-eval runs/synth_reader_unet/outcome_eval.json --out checkpoints/synth
+    python tools/add_reading_phase.py --rewrite-card --out checkpoints/synth  # the card's text from metrics.json
 
 ``tools/export_synth_checkpoint.py --reader-run ...`` does the first from the earlier phases' run folders; this tool
 is for a machine that holds only the exported checkpoint (its card and metrics.json describe the earlier phases).
@@ -50,12 +51,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--freeform")
     ap.add_argument("--attach-outcome", metavar="CKPT", help="a train_outcome output folder built on OUT's weights")
     ap.add_argument("--outcome-eval", metavar="JSON", help="benchmarks/outcome_eval.py --json-out of that folder")
+    ap.add_argument("--rewrite-card", action="store_true",
+                    help="rewrite OUT's card from its own metrics.json (no evaluation; after a change to the card's text)")
     ap.add_argument("--out", default="checkpoints/synth")
     ap.add_argument("--data-dir", default="data/synth")
     ap.add_argument("--chains", type=int, default=100)
     ap.add_argument("--rephrase-stride", type=int, default=2)
     args = ap.parse_args(argv)
-    if args.attach_outcome:
+    if args.rewrite_card:
+        card = rewrite_card(args.out)
+    elif args.attach_outcome:
         if not args.outcome_eval:
             ap.error("--attach-outcome needs --outcome-eval")
         card = attach_outcome(args.attach_outcome, args.outcome_eval, args.out)
@@ -89,7 +94,15 @@ def add_reading(args) -> str:
                    freeform=freeform)
     _write_json(os.path.join(tmp, "metrics.json"), metrics)
 
-    card = _read_text(os.path.join(tmp, "README.md"))
+    card = reading_card(_read_text(os.path.join(tmp, "README.md")), metrics)
+    _finish(tmp, args.out, card)
+    return card
+
+
+def reading_card(card: str, metrics: dict) -> str:
+    """``card`` with the reading phase's sections written from ``metrics`` (a metrics.json after add_reading)."""
+    test, rephrased, chains = metrics["test"], metrics["test_rephrased"], metrics["chains"]
+    reader, freeform = metrics["reader"], metrics["freeform"]
     n_phases = len(metrics.get("phases", [])) + 2
     card = re.sub(r"## Status\n.*?\n\n", lambda m: f"## Status\n{status_text(test)} {_reading_status(rephrased, freeform)}"
                   "\n\n", card, count=1, flags=re.S)
@@ -107,7 +120,19 @@ def add_reading(args) -> str:
     recipes = " then ".join(f"`{s['config_file']}`" for s in reader["stages"] if s.get("config_file"))
     card = re.sub(r"(then `configs/train_synth_stage9\.json`)[^;]*;", lambda m: f"{m.group(1)} then {recipes} and "
                   "`python -m reasonbrain.training.train_recogniser`;", card, count=1)
-    _finish(tmp, args.out, card)
+    return card
+
+
+def rewrite_card(out: str) -> str:
+    """The card of ``out`` rewritten from its own metrics.json (reading sections, then the outcome section when
+    the checkpoint has one): for a change to the card's text, without evaluating again."""
+    metrics = _read_json(os.path.join(out, "metrics.json"))
+    card = reading_card(_read_text(os.path.join(out, "README.md")), metrics)
+    if "outcome" in metrics:
+        summary = _read_json(os.path.join(out, "outcome_summary.json"))
+        card = _with_outcome(card, summary, metrics["outcome"], out)
+    with open(os.path.join(out, "README.md"), "w", encoding="utf-8") as f:
+        f.write(card)
     return card
 
 
@@ -121,14 +146,17 @@ def attach_outcome(outcome_checkpoint: str, outcome_eval: str, out: str) -> str:
                           "split": evaluation["split"], "records": evaluation["records"],
                           "summary": evaluation["summary"]}
     _write_json(os.path.join(tmp, "metrics.json"), metrics)
-    card = _read_text(os.path.join(tmp, "README.md"))
+    card = _with_outcome(_read_text(os.path.join(tmp, "README.md")), summary, evaluation, out)
+    _finish(tmp, out, card)
+    return card
+
+
+def _with_outcome(card: str, summary: dict, evaluation: dict, out: str) -> str:
     people = _section(card, "## People's wording")
     if people is None:
         raise ValueError(f"{out}/README.md has no \"## People's wording\" section: add the reading phase first")
     people = people.split("\n" + OUTCOME_HEADING)[0].rstrip("\n")
-    card = _set_section(card, "## People's wording", people + "\n\n" + _outcome_text(summary, evaluation))
-    _finish(tmp, out, card)
-    return card
+    return _set_section(card, "## People's wording", people + "\n\n" + _outcome_text(summary, evaluation))
 
 
 def _check_same_weights(candidate: str, out: str) -> None:

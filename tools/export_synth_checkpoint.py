@@ -188,6 +188,17 @@ def _stage_text(summary: dict) -> str:
             f"{summary['seconds'] / 60:.0f} min on CPU")
 
 
+def _recogniser_data(rec: dict) -> str:
+    """How the recogniser's training renders were varied (train_recogniser's summary), for the card."""
+    parts = []
+    if rec.get("vae_share"):
+        parts.append(f"{rec['vae_share']:.0%} of them through the VAE, as the model's own outputs look")
+    if rec.get("background_swap"):
+        parts.append(f"{rec['background_swap']:.0%} of the scenes redrawn on another background kind, never a "
+                     "held-out kind x background pairing")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
 def _reading_text(reader: dict | None, freeform: dict | None, number: int) -> str:
     """The reading phase (distillation into the InstructionReader) and the free-form benchmark, for the card."""
     if reader is None:
@@ -207,8 +218,8 @@ def _reading_text(reader: dict | None, freeform: dict | None, number: int) -> st
             f"{'s' if len(stages) > 1 else ''} on {cfg['train_images']} training images: {stage_list}. The "
             f"SceneRecogniser (which objects the picture holds, "
             f"for binding and for \"not in this picture\"; `python -m reasonbrain.training.train_recogniser`) is a "
-            f"small CNN trained apart on {rec.get('images', '?')} rendered scene images in {rec.get('seconds', 0) / 60:.0f} "
-            f"min; on the validation split's sources it lists {rec.get('validation', {}).get('recall', 0):.1%} of the "
+            f"small CNN trained apart on {rec.get('images', '?')} rendered scene images{_recogniser_data(rec)} in "
+            f"{rec.get('seconds', 0) / 60:.0f} min; on the validation split's sources it lists {rec.get('validation', {}).get('recall', 0):.1%} of the "
             f"objects present and {rec.get('validation', {}).get('false_presence', 0):.1%} of the absent ones. "
             f"Exported: `{reader['checkpoint']}` (chosen on the validation split).")
     return text + ("\n\n" + _freeform_text(freeform) if freeform else "")
