@@ -357,3 +357,26 @@ def edit_anyway_and_find_it_in_history(page, sync_api, warning, width: int, heig
     page.screenshot(path=str(SHOTS / f"domain-history-{width}x{height}.png"))
 
     page.get_by_role("tab", name="Edit").click()
+
+
+def test_the_synth_model_lists_and_refuses_nothing_on_a_photo(scene_png):
+    """Its recogniser may fire on a photo (a balloon in a cheetah): outside the world it is trusted with nothing, so
+    "There is no cheetah in this picture; the objects here are: balloon" never happens; on a scene it still refuses."""
+    from PIL import Image
+
+    from reasonbrain.bundled import default_checkpoint
+    from reasonbrain.image_io import load_image, prepare_image
+    from reasonbrain.pipelines.pipeline_reasonbrain import ReasonBrainEditPipeline
+    from reasonbrain.referring import ObjectNotInImageError
+
+    pipe = ReasonBrainEditPipeline.from_pretrained(default_checkpoint())
+    res = pipe.model.config.resolution
+    photo = load_image(CHEETAH)
+    pixels, _ = prepare_image(photo, res)
+    entries = pipe.recognise_objects(pixels[None], photo.resize((res, res)))
+    assert entries is not None and not any(e.confident for e in entries)
+    out = pipe(CHEETAH, SNOW, seed=0, num_inference_steps=2)
+    assert out.scene_objects == []
+    scene = Image.open(scene_png)
+    with pytest.raises(ObjectNotInImageError, match="no cheetah"):
+        pipe(scene, SNOW, seed=0, num_inference_steps=2)

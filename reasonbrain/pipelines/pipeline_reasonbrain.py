@@ -420,7 +420,11 @@ class ReasonBrainEditPipeline:
     def recognise_objects(self, pixels: torch.Tensor, image: PIL.Image.Image) -> list[SceneEntry] | None:
         """The objects the model's SceneRecogniser finds in ``pixels`` (1, 3, R, R), most certain first; None when
         the model has no recogniser. Names only: its coarse cells put an object in the right third of the picture
-        only 59 % of the time and its colour far less often (validation sources), too unreliable to tell a user."""
+        only 59 % of the time and its colour far less often (validation sources), too unreliable to tell a user.
+        A synth-only model on a picture outside the world (``synthworld.domain``: a photo) is sure of nothing: what
+        it sees there is no answer to "is there a cheetah?", so nothing is listed and nothing refused."""
+        from reasonbrain.synthworld.domain import check_image, synth_only
+
         recogniser = self.model.recogniser
         if recogniser is None:
             return None
@@ -430,7 +434,8 @@ class ReasonBrainEditPipeline:
         rc = self.model.config.recogniser
         probabilities = found.probabilities[0].float().cpu()
         kept = torch.nonzero(probabilities >= rc.absent_below).flatten().tolist()
-        return [SceneEntry(names[k], confident=bool(probabilities[k] >= rc.threshold))
+        trusted = not synth_only(self.model.config) or check_image(image).in_domain
+        return [SceneEntry(names[k], confident=trusted and bool(probabilities[k] >= rc.threshold))
                 for k in sorted(kept, key=lambda k: -float(probabilities[k]))]
 
     @property
