@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,88 @@ class FakeHfApi:
         return [(a, k) for n, a, k in self.calls if n == name]
 
 
+class SpaceWithVariables(FakeHfApi):
+    """A Space that already has some variables (an earlier deploy)."""
+
+    def __init__(self, variables: dict[str, str]) -> None:
+        super().__init__()
+        self.variables = variables
+
+    def get_space_variables(self, repo_id: str) -> dict[str, str]:
+        self.calls.append(("get_space_variables", (repo_id,), {}))
+        return self.variables
+
+
 def raw_manifest() -> dict[str, Any]:
     return yaml.safe_load((REPO / "space.yaml").read_text(encoding="utf-8"))
+
+
+def preset_json(name: str) -> dict[str, Any]:
+    return json.loads((REPO / "reasonbrain" / "presets" / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def manifest_serving(serve: str, tmp_path: Path, **deploy_changes: Any) -> deploy.Manifest:
+    data = raw_manifest()
+    data["serve"] = serve
+    data["deploy"].update(deploy_changes)
+    path = tmp_path / f"space-{len(list(tmp_path.iterdir()))}.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return deploy.load_manifest(path)
+
+
+def front_matter_of(readme_text: str) -> tuple[str, str]:
+    assert readme_text.startswith("---\n")
+    front, body = readme_text[4:].split("\n---\n", 1)
+    return front, body
+
+
+# What the Space rendered before `serve` existed (the synth checkpoint; reasonbrain-3b's backbones preloaded): the
+# synth choice must keep rendering exactly this.
+SYNTH_FRONT_MATTER = """\
+title: ReasonBrain Studio
+emoji: 🧠
+colorFrom: indigo
+colorTo: pink
+sdk: gradio
+sdk_version: 6.31.0
+python_version: '3.11'
+app_file: space_app.py
+suggested_hardware: a10g-small
+short_description: Hypothetical-instruction image editing (ReasonBrain)
+license: apache-2.0
+tags:
+- image-editing
+- reasoning
+- multimodal
+models:
+- xtuner/llava-phi-3-mini-hf
+- timbrooks/instruct-pix2pix
+- facebook/sam2.1-hiera-small
+preload_from_hub:
+- xtuner/llava-phi-3-mini-hf
+- timbrooks/instruct-pix2pix text_encoder/config.json,text_encoder/model.safetensors,vae/config.json,vae/diffusion_pytorch_model.safetensors
+- facebook/sam2.1-hiera-small
+hf_oauth: true
+hf_oauth_expiration_minutes: 43200"""
+SYNTH_BODY = (
+    '\n'
+    '# ReasonBrain Studio\n'
+    '\n'
+    'Hypothetical-instruction image editing: type *"What would happen if the ice cube were left in the sun?"*, see the\n'
+    'edit, the reasoning behind it, the SAM regions and the object the model bound the instruction to, and keep\n'
+    'editing the result (multi-hop chains).\n'
+    '\n'
+    '- **Edit**: upload an image, write a hypothetical instruction, inspect the reasoning panel; continue from any result.\n'
+    '- **History**: your chains, newest first. Sign in with Hugging Face to keep them across browsers and devices.\n'
+    '- **Presenter**: replay a chain step by step.\n'
+    '\n'
+    "History lives in SQLite on the Space's local disk; it is snapshotted to the private dataset `alice/rb-studio-history`.\n"
+    '\n'
+    "This folder is rendered by `python -m app.deploy` from the project's `space.yaml`: edit that, not this file.\n"
+)
+SYNTH_VARIABLES = {"REASONBRAIN_CHECKPOINT": "checkpoints/synth", "REASONBRAIN_EXAMPLES": "1",
+                   "REASONBRAIN_SNAPSHOT_REPO": "alice/rb-studio-history", "REASONBRAIN_SNAPSHOT_EVERY_S": "300",
+                   "REASONBRAIN_SNAPSHOT_KEEP": "10"}
 
 
 def gradio_pin() -> str:
@@ -51,11 +132,23 @@ def rendered(tmp_path_factory) -> Path:
 
 
 def test_readme_front_matter_is_the_manifest_readme_part(rendered):
-    text = (rendered / "README.md").read_text(encoding="utf-8")
-    assert text.startswith("---\n")
-    front, body = text[4:].split("\n---\n", 1)
-    assert yaml.safe_load(front) == raw_manifest()["readme"]
+    front, body = front_matter_of((rendered / "README.md").read_text(encoding="utf-8"))
+    rendered_keys = {"models", "preload_from_hub"}
+    assert {k: v for k, v in yaml.safe_load(front).items() if k not in rendered_keys} == raw_manifest()["readme"]
     assert "ReasonBrain Studio" in body and "alice/rb-studio-history" in body
+
+
+def test_synth_is_the_default_and_renders_what_it_rendered_before(rendered):
+    assert raw_manifest()["serve"] == deploy.SERVE_SYNTH == deploy.Manifest({}, {}).serve
+    front, body = front_matter_of((rendered / "README.md").read_text(encoding="utf-8"))
+    assert front == SYNTH_FRONT_MATTER
+    assert body == SYNTH_BODY
+    api = FakeHfApi()
+    deploy.deploy(deploy.load_manifest(), SPACE, rendered, api=api, env=ENV)
+    assert {a[1]: a[2] for a, _ in api.named("add_space_variable")} == SYNTH_VARIABLES
+    assert [a[1] for a, _ in api.named("add_space_variable")][:2] == ["REASONBRAIN_CHECKPOINT", "REASONBRAIN_EXAMPLES"]
+    assert api.named("create_repo")[0][1]["space_hardware"] == "a10g-small"
+    assert api.named("delete_space_variable") == []  # a fresh Space has nothing to remove
 
 
 def test_sdk_version_is_the_pinned_gradio():
@@ -64,14 +157,89 @@ def test_sdk_version_is_the_pinned_gradio():
     assert str(readme["sdk_version"]) == gradio_pin() == gradio.__version__
 
 
-def test_readme_part_uses_only_hub_keys_and_preset_models():
+def test_readme_part_uses_only_hub_keys_and_preset_models(rendered):
     readme = raw_manifest()["readme"]
-    assert set(readme) <= deploy.README_KEYS
+    assert set(readme) <= deploy.README_KEYS and not set(readme) & {"models", "preload_from_hub"}
     assert readme["hf_oauth"] is True and readme["app_file"] == "space_app.py"
+    front = yaml.safe_load(front_matter_of((rendered / "README.md").read_text(encoding="utf-8"))[0])
+    assert set(front) <= deploy.README_KEYS
     preset = (REPO / "reasonbrain" / "presets" / "reasonbrain-3b.json").read_text()
-    for repo_id in readme["models"]:
+    for repo_id in front["models"]:
         assert f'"{repo_id}"' in preset
-    assert {line.split()[0] for line in readme["preload_from_hub"]} == set(readme["models"])
+    assert {line.split()[0] for line in front["preload_from_hub"]} == set(front["models"])
+
+
+@pytest.mark.parametrize("preset", [None, "reasonbrain-3b", "reasonbrain-7b"])
+def test_reason_then_edit_serves_the_preset_backbones(tmp_path, capsys, preset):
+    serve = "reason_then_edit" + (f":{preset}" if preset else "")
+    name = preset or "reasonbrain-3b"
+    manifest = manifest_serving(serve, tmp_path)
+    out = deploy.render_space(manifest, SPACE, tmp_path / "out")
+    front, body = front_matter_of((out / "README.md").read_text(encoding="utf-8"))
+    front = yaml.safe_load(front)
+    cfg = preset_json(name)
+    mllm, sam, editor = (cfg["mllm"]["pretrained_model_name_or_path"], cfg["regions"]["pretrained_model_name_or_path"],
+                         cfg["reason_then_edit"]["editor"])
+    assert front["models"] == [mllm, editor, sam]
+    preload = {line.split()[0]: line.split()[1].split(",") if " " in line else None
+               for line in front["preload_from_hub"]}
+    assert preload[mllm] is None and preload[sam] is None  # whole repos
+    # the editor's whole diffusers pipeline (its UNet too), not the multi-GB original checkpoint files
+    assert {"model_index.json", "unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors",
+            "vae/diffusion_pytorch_model.safetensors", "scheduler/scheduler_config.json", "tokenizer/vocab.json",
+            "safety_checker/model.safetensors"} <= set(preload[editor])
+    assert [f for f in preload[editor] if "/" not in f] == ["model_index.json"]  # no top-level .ckpt/.safetensors
+    assert f"`{name}` preset's pretrained backbones in reason-then-edit mode" in body and editor in body
+    api = SpaceWithVariables({"REASONBRAIN_CHECKPOINT": "checkpoints/synth", "REASONBRAIN_EXAMPLES": "1"})
+    deploy.deploy(manifest, SPACE, out, api=api, env=ENV)
+    variables = {a[1]: a[2] for a, _ in api.named("add_space_variable")}
+    assert variables["REASONBRAIN_PRESET"] == name and variables["REASONBRAIN_MODE"] == "reason_then_edit"
+    assert "REASONBRAIN_CHECKPOINT" not in variables
+    # the synth choice's variable from the earlier deploy goes, before the upload starts the new build
+    assert api.named("delete_space_variable") == [((SPACE, "REASONBRAIN_CHECKPOINT"), {})]
+    names = [n for n, _, _ in api.calls]
+    assert names.index("delete_space_variable") < names.index("upload_folder")
+    capsys.readouterr()
+    assert deploy.main(["--space", SPACE, "--dry-run", "--out", str(tmp_path / "dry"), "--manifest",
+                        str(sorted(tmp_path.glob("space-*.yaml"))[0])], api=api, env=ENV) == 0
+    printed = capsys.readouterr().out
+    assert f"REASONBRAIN_PRESET={name}" in printed and "REASONBRAIN_MODE=reason_then_edit" in printed
+
+
+def test_going_back_to_synth_removes_the_reason_then_edit_variables(rendered):
+    api = SpaceWithVariables({"REASONBRAIN_PRESET": "reasonbrain-3b", "REASONBRAIN_MODE": "reason_then_edit"})
+    deploy.deploy(deploy.load_manifest(), SPACE, rendered, api=api, env=ENV)
+    assert sorted(a[1] for a, _ in api.named("delete_space_variable")) == ["REASONBRAIN_MODE", "REASONBRAIN_PRESET"]
+    assert {a[1]: a[2] for a, _ in api.named("add_space_variable")} == SYNTH_VARIABLES
+
+
+def test_reason_then_edit_refuses_cpu_hardware(tmp_path):
+    with pytest.raises(DeployError, match="needs a GPU.*deploy.hardware is cpu-basic"):
+        manifest_serving("reason_then_edit", tmp_path, hardware="cpu-basic")
+    data = raw_manifest()
+    data["serve"], data["readme"]["suggested_hardware"] = "reason_then_edit", "cpu-upgrade"
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(DeployError, match="needs a GPU.*suggested_hardware is cpu-upgrade"):
+        deploy.load_manifest(tmp_path / "m.yaml")
+    manifest = manifest_serving("synth", tmp_path, hardware="cpu-basic")  # the synth model runs on a CPU
+    assert deploy.serving(manifest).variables == {"REASONBRAIN_CHECKPOINT": "checkpoints/synth"}
+
+
+def test_optional_browser_secret(rendered, tmp_path, capsys):
+    assert raw_manifest()["deploy"]["optional_secrets"] == ["REASONBRAIN_BROWSER_SECRET"]
+    api = FakeHfApi()
+    deploy.deploy(deploy.load_manifest(), SPACE, rendered, api=api, env=ENV)  # unset: skipped, no error
+    assert [a[1] for a, _ in api.named("add_space_secret")] == ["HF_TOKEN"]
+    env = {**ENV, "REASONBRAIN_BROWSER_SECRET": "browser-key-value-0123456789"}
+    api = FakeHfApi()
+    deploy.deploy(deploy.load_manifest(), SPACE, rendered, api=api, env=env)
+    assert ((SPACE, "REASONBRAIN_BROWSER_SECRET", env["REASONBRAIN_BROWSER_SECRET"]), {}) in api.named(
+        "add_space_secret")
+    assert deploy.main(["--space", SPACE, "--dry-run", "--out", str(tmp_path / "o")], env=env) == 0
+    out = capsys.readouterr().out
+    assert "<value of $REASONBRAIN_BROWSER_SECRET>" in out and env["REASONBRAIN_BROWSER_SECRET"] not in out
+    assert deploy.main(["--space", SPACE, "--dry-run", "--out", str(tmp_path / "o2")], env=ENV) == 0
+    assert "not set, so not added: REASONBRAIN_BROWSER_SECRET" in capsys.readouterr().out
 
 
 def test_space_requirements_are_the_gpu_install(rendered):
@@ -166,6 +334,13 @@ def test_bucket_storage_mounts_a_volume(rendered):
     (lambda m: m["readme"].update(app_file="app.py"), "app_file"),
     (lambda m: m["deploy"].update(hardware="h100-mega"), "hardware"),
     (lambda m: m["deploy"]["storage"].update(bucket="x/y"), "not both"),
+    (lambda m: m.update(serve="photos"), "serve must be"),
+    (lambda m: m.update(serve="synth:reasonbrain-3b"), "serve must be"),
+    (lambda m: m.update(serve="reason_then_edit:nope"), "unknown preset 'nope'"),
+    (lambda m: m.update(serve="reason_then_edit:tiny"), "names no pretrained"),
+    (lambda m: m.update(server="synth"), "unknown key"),
+    (lambda m: m["readme"].update(models=["a/b"]), "rendered from 'serve'"),
+    (lambda m: m["deploy"]["variables"].update(REASONBRAIN_PRESET="reasonbrain-3b"), "which 'serve' decides"),
 ])
 def test_manifest_errors(tmp_path, edit, match):
     manifest = raw_manifest()
