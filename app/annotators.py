@@ -16,7 +16,7 @@ view (method names, scores, exports). Removing someone from the file locks them 
     python -m app.annotators add NAME [--admin] [--password-stdin]
     python -m app.annotators add-hf USERNAME [--admin]
     python -m app.annotators remove NAME | list
-    python -m app.annotators import-method --name M --folder DIR [--records JSONL]
+    python -m app.annotators import-method [--name M] --folder DIR [--records JSONL]   (M: from evaluate's method.json)
     python -m app.annotators import-reference --folder DIR [--split test]   (ground truth -> gold items)
     python -m app.annotators users                                 (who has saved edits: ids for --user)
     python -m app.annotators import-steps [--user ID ...] [--method NAME]   (ID: full, or the badge's 8 chars)
@@ -264,7 +264,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("name")
     sub.add_parser("list", help="list annotators")
     m = sub.add_parser("import-method", help="import a method's outputs as rating candidates")
-    m.add_argument("--name", required=True, help="the method's name (hidden from annotators)")
+    m.add_argument("--name", help="the method's name (hidden from annotators; default: the folder's method.json)")
     m.add_argument("--folder", required=True, help="a Reason50K-format jsonl + images, or <record id>.png files")
     m.add_argument("--records", help="the Reason50K jsonl the <record id>.png outputs answer")
     m.add_argument("--split", help="which <split>.jsonl of a folder with several (default: test)")

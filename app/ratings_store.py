@@ -135,9 +135,10 @@ class RatingStore:
             s.add(row)
         return row.id, True
 
-    def import_method_folder(self, name: str, folder: str, *, records: str | None = None,
+    def import_method_folder(self, name: str | None, folder: str, *, records: str | None = None,
                              reference: bool = False, split: str | None = None) -> ImportReport:
-        """Import a method's outputs (or, ``reference=True``, the ground truth as gold) from ``folder``: see
+        """Import a method's outputs (or, ``reference=True``, the ground truth as gold) from ``folder``; ``name``
+        may be None for a folder ``python -m reasonbrain evaluate`` wrote: see
         :func:`app.storage.rating_import.import_method_folder`."""
         return rating_import.import_method_folder(self, name, folder, records=records, reference=reference,
                                                   split=split)

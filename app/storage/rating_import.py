@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import PIL.Image
 
 from app.storage.rating_models import KIND_IDENTITY, KIND_REFERENCE, ImportReport
+from reasonbrain.evaluation.method_record import METHOD_FILE, find_method_record
 from reasonbrain.reason50k import read_split
 
 if TYPE_CHECKING:
@@ -25,11 +26,14 @@ IDENTITY_METHOD = "identity (unchanged source)"
 DEFAULT_SPLIT = "test"  # imported from a folder with several splits (a synthworld folder)
 
 
-def import_method_folder(ratings: RatingStore, name: str, folder: str, *, records: str | None = None,
+def import_method_folder(ratings: RatingStore, name: str | None, folder: str, *, records: str | None = None,
                          reference: bool = False, split: str | None = None) -> ImportReport:
     """Import a method's outputs from ``folder``.
 
-    - ``folder`` holds a Reason50K-format jsonl (``id, category, src_image, tgt_image, instruction``): its
+    - ``folder`` is what ``python -m reasonbrain evaluate --method M`` wrote (or its ``edits/``): its
+      ``method.json`` names the method and model (a ``name`` given here overrides it) and the records the
+      ``edits/<record id>.png`` answer (``records`` given here overrides them);
+    - or ``folder`` holds a Reason50K-format jsonl (``id, category, src_image, tgt_image, instruction``): its
       ``tgt_image`` is the method's output for the record. A folder with several (``python -m reasonbrain
       synthworld`` writes train / val / test / chains) is read at ``<split>.jsonl``, by default ``test``;
     - or ``folder`` holds images named by record id (``<id>.png|jpg|webp``) and ``records`` is the
@@ -42,6 +46,17 @@ def import_method_folder(ratings: RatingStore, name: str, folder: str, *, record
     if not os.path.isdir(folder):
         raise ValueError(f"{folder} is not a folder")
     report = ImportReport()
+    made_by = None if reference else find_method_record(folder)
+    if made_by is not None:
+        record, folder = made_by
+        name = name or record.rating_name
+        if records is None:
+            records = record.records
+            if not records or not os.path.isfile(records):
+                raise ValueError(f"the {METHOD_FILE} beside {folder} names records {records!r}, which are not "
+                                 "here: name the Reason50K jsonl the edits answer (--records)")
+    if not reference and not name:
+        raise ValueError(f"name the method (--name): {folder} has no {METHOD_FILE} that names it")
     if records is None:
         pairs = [(rec, rec.tgt_image) for rec in read_split(_records_file(folder, split))]
     else:

@@ -1,7 +1,10 @@
 """``python -m reasonbrain evaluate``: the paper's automatic metrics over a Reason50K-format split.
 
-Edits come from a checkpoint (``--checkpoint``, run here; the edits are also saved under ``OUT/edits``) or from
-a folder of outputs (``--outputs``, one image per record named ``<record id>.png`` / ``.jpg`` / ``.webp``).
+Edits come from a method run here (``--method``, one of ``reasonbrain.pipelines.modes.COMPARISON_METHODS``, default
+the checkpoint's declared mode, on ``--checkpoint`` or ``--preset``; the edits are saved under ``OUT/edits`` and
+``OUT/method.json`` names the method and model, for the Rate tab's import) or from a folder of outputs
+(``--outputs``, one image per record named ``<record id>.png`` / ``.jpg`` / ``.webp``; its ``method.json``, if any,
+names the method in the report).
 Records are sharded over processes with accelerate (``accelerate launch --num_processes N -m reasonbrain evaluate
 ...`` on N GPUs; on CPU set ``ACCELERATE_USE_CPU=1`` under ``torchrun``); the main process gathers the per-record values and writes ``OUT/metrics.md``, ``OUT/metrics.json`` and ``OUT/metrics.png``
 (bar charts per category + overall, a panel per metric), and with ``--chains`` the multi-hop table by number of
@@ -26,6 +29,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from reasonbrain.configuration import REASONBRAIN_MODE, ReasonBrainConfig
 from reasonbrain.evaluation import metrics as M
 from reasonbrain.evaluation.embedders import (
     DEFAULT_CLIP_MODEL,
@@ -34,6 +38,20 @@ from reasonbrain.evaluation.embedders import (
     DinoEmbedder,
 )
 from reasonbrain.evaluation.judge import DEFAULT_JUDGE_MODEL, PROMPTS, TransformersJudge
+from reasonbrain.evaluation.method_record import (
+    EDITS_FOLDER,
+    METHOD_FILE,
+    MethodRecord,
+    find_method_record,
+    model_label,
+)
+from reasonbrain.pipelines.modes import (
+    COMPARISON_METHODS,
+    PLAIN_EDITOR,
+    checkpoint_config,
+    load_method,
+    resolve_method,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -236,7 +254,7 @@ def _load(path: str) -> Image.Image:
 
 
 class PipelineEditor:
-    """Edits with a ReasonBrainEditPipeline; seeds depend on the record's global index only (shard-independent)."""
+    """Edits with a comparison method's pipeline; seeds depend on the record's global index only (shard-independent)."""
 
     def __init__(self, pipe, *, seed: int = 0, num_inference_steps: int | None = None, save_dir: str | None = None) -> None:
         self.pipe, self.seed, self.steps, self.save_dir = pipe, seed, num_inference_steps, save_dir
@@ -415,8 +433,12 @@ def _json_safe(obj: Any) -> Any:
 # ------------------------------------------------------------------------------------------------ CLI
 def add_arguments(p) -> None:
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="checkpoint folder (or Hub id) to run: ReasonBrainEditPipeline.from_pretrained")
+    src.add_argument("--checkpoint", help="checkpoint folder (or Hub id) to run --method with")
+    src.add_argument("--preset", help="a preset's pretrained backbones to run --method with (plain_editor or "
+                                      "reason_then_edit: a preset holds no trained ReasonBrain weights)")
     src.add_argument("--outputs", help="folder of edited images named <record id>.png to score instead")
+    p.add_argument("--method", default=None,
+                   help=f"one of {', '.join(COMPARISON_METHODS)} (default: the checkpoint's declared mode)")
     p.add_argument("--data", required=True, help="Reason50K-format folder holding <split>.jsonl (and chains.jsonl)")
     p.add_argument("--split", default="test")
     p.add_argument("--limit", type=int, default=None, help="first N records (and first N chains)")
@@ -430,10 +452,31 @@ def add_arguments(p) -> None:
     p.add_argument("--chains", action="store_true", help="also evaluate multi-hop chains (chains.jsonl) by step count")
     p.add_argument("--chain-split", default=None, help="split of the chains to use (default: --split; 'all' for every chain)")
     p.add_argument("--out", required=True, help="folder for metrics.md/.json/.png, chains.md/.json/.png, edits/")
-    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the checkpoint's)")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the config's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--no-progress", action="store_true")
+
+
+def method_record(args) -> tuple[str | None, MethodRecord | None]:
+    """The method to run (checked before any model loads) and what made the edits: the record to write beside
+    ``edits/``, or the ``--outputs`` folder's own (None when it has none)."""
+    if args.outputs is not None:
+        if args.method is not None:
+            raise ValueError("--method runs a method on --checkpoint or --preset; with --outputs the folder's "
+                             f"{METHOD_FILE} (if any) names the method")
+        found = find_method_record(args.outputs)
+        return None, found[0] if found else None
+    config = checkpoint_config(args.checkpoint) if args.checkpoint else ReasonBrainConfig.from_preset(args.preset)
+    method = resolve_method(args.method, config)
+    backbones = ({"checkpoint": str(args.checkpoint)} if method == REASONBRAIN_MODE else
+                 {"editor": config.reason_then_edit.editor} if method == PLAIN_EDITOR else
+                 {"mllm": config.mllm.pretrained_model_name_or_path,
+                  "regions": config.regions.pretrained_model_name_or_path, "editor": config.reason_then_edit.editor})
+    return method, MethodRecord(
+        method=method, model=model_label(config.name, args.checkpoint), description=COMPARISON_METHODS[method],
+        backbones=backbones, records=os.path.abspath(os.path.join(args.data, f"{args.split}.jsonl")),
+        settings={"seed": args.seed, "steps": args.steps, "split": args.split})
 
 
 def run(args) -> int:
@@ -444,6 +487,7 @@ def run(args) -> int:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     records = load_records(args.data, args.split, limit=args.limit)
+    method, made_by = method_record(args)
     chains: list[list[EvalRecord]] = []
     if args.chains:
         chain_split = args.chain_split or args.split
@@ -460,19 +504,21 @@ def run(args) -> int:
         logger.info("evaluating %d records%s with %s on %s (%d process%s)", len(records),
                     f" and {len(chains)} chains" if chains else "", ",".join(metrics), accelerator.device,
                     accelerator.num_processes, "es" if accelerator.num_processes > 1 else "")
-    suite = MetricSuite.load(metrics, clip_model=args.clip_model, dino_model=args.dino_model,
-                             judge_model=args.judge_model, judge_prompt=args.judge_prompt, device=accelerator.device)
-    if args.checkpoint:
-        from reasonbrain.pipelines.pipeline_reasonbrain import ReasonBrainEditPipeline
-
-        pipe = ReasonBrainEditPipeline.from_pretrained(args.checkpoint).to(accelerator.device)
+    if args.outputs is None:
+        pipe = load_method(method, checkpoint=args.checkpoint, preset=args.preset).to(accelerator.device)
         editor = PipelineEditor(pipe, seed=args.seed, num_inference_steps=args.steps,
-                                save_dir=os.path.join(args.out, "edits"))
+                                save_dir=os.path.join(args.out, EDITS_FOLDER))
+        if accelerator.is_main_process:
+            made_by.save(args.out)
     else:
         editor = FolderEditor(args.outputs)
-    settings = {k: v for k, v in vars(args).items() if k != "func"} | {"metrics": metrics,
-                                                                       "processes": accelerator.num_processes}
+    suite = MetricSuite.load(metrics, clip_model=args.clip_model, dino_model=args.dino_model,
+                             judge_model=args.judge_model, judge_prompt=args.judge_prompt, device=accelerator.device)
+    settings = {k: v for k, v in vars(args).items() if k != "func"} | {
+        "metrics": metrics, "processes": accelerator.num_processes,
+        "method": made_by.method if made_by else None, "model": made_by.model if made_by else None}
     progress = not args.no_progress
+    by = f"; {made_by.rating_name}" if made_by else ""
     rows = evaluate_records(records, editor, suite, batch_size=args.batch_size, accelerator=accelerator,
                             progress=progress) if records else []
     chain_rows = evaluate_chains(chains, editor, suite, accelerator=accelerator, progress=progress) if chains else []
@@ -481,12 +527,12 @@ def run(args) -> int:
     if rows:
         table = aggregate(rows, metrics, key=lambda r: r["category"])
         write_results(args.out, "metrics", rows, metrics, table, settings=settings, first="category",
-                      title=f"Evaluation per category ({args.split}, {len(rows)} edits)")
+                      title=f"Evaluation per category ({args.split}, {len(rows)} edits{by})")
         print(markdown_table(table, metrics))
     if chain_rows:
         table = aggregate(chain_rows, metrics, key=lambda r: depth_label(r["step"] + 1))
         write_results(args.out, "chains", chain_rows, metrics, table, settings=settings, first="steps",
-                      title=f"Multi-hop evaluation by editing steps ({len(chains)} chains)")
+                      title=f"Multi-hop evaluation by editing steps ({len(chains)} chains{by})")
         print(markdown_table(table, metrics, first="steps"))
     print(f"wrote {args.out}")
     return 0

@@ -1,5 +1,6 @@
 """The edit pipelines: ``ReasonBrainEditPipeline`` (trained ReasonBrain modules), ``ReasonThenEditPipeline`` (the
-reason-then-edit mode) and ``load_edit_pipeline`` (picks one by a checkpoint's mode). Exported lazily, so that
+reason-then-edit mode), ``PlainEditPipeline`` (the editor alone, a baseline), ``load_edit_pipeline`` (picks one by a
+checkpoint's mode) and ``load_method`` (one of ``COMPARISON_METHODS``). Exported lazily, so that
 importing a light submodule (``reasonbrain.pipelines.output``) does not import the pipelines."""
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ _EXPORTS = {
     "ReasonThenEditPipeline": "reason_then_edit",
     "ReasonThenEditOutput": "reason_then_edit_output",
     "load_edit_pipeline": "modes",
+    "COMPARISON_METHODS": "modes",
+    "load_method": "modes",
+    "PlainEditPipeline": "plain_edit",
+    "PlainEditOutput": "plain_edit",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,14 +1,23 @@
 """Which pipeline edits with a checkpoint: the mode its config declares (``ReasonBrainConfig.mode``), or the mode
-the caller names; never switched silently."""
+the caller names; never switched silently. And the methods for comparison (``COMPARISON_METHODS``, ``load_method``):
+the plain editor, reason-then-edit and trained ReasonBrain, each a callable pipeline ``pipe(image, instruction,
+seed=..., num_inference_steps=...)`` whose output has ``images``, ``seed`` and ``to_dict()``."""
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+from reasonbrain.configuration import (
+    CONFIG_NAME,
+    EDIT_MODES,
+    REASON_THEN_EDIT_MODE,
+    REASONBRAIN_MODE,
+    ReasonBrainConfig,
+)
 
-from reasonbrain.configuration import CONFIG_NAME, EDIT_MODES, REASON_THEN_EDIT_MODE, ReasonBrainConfig
+if TYPE_CHECKING:
+    import torch
 
 
 def checkpoint_config(path_or_repo_id: str | os.PathLike, **hub_kwargs: Any) -> ReasonBrainConfig:
@@ -45,3 +54,55 @@ def load_edit_pipeline(path_or_repo_id: str | os.PathLike, *, mode: str | None =
     from reasonbrain.pipelines.pipeline_reasonbrain import ReasonBrainEditPipeline
 
     return ReasonBrainEditPipeline.from_pretrained(source, torch_dtype=torch_dtype, **hub_kwargs)
+
+
+# --- methods for comparison (``python -m reasonbrain evaluate --method``, blind rating) -----------------------------
+PLAIN_EDITOR = "plain_editor"
+COMPARISON_METHODS: dict[str, str] = {
+    PLAIN_EDITOR: "the preset's pretrained InstructPix2Pix editor alone, on the raw hypothetical instruction "
+                  "(no MLLM, no mask): the baseline",
+    REASON_THEN_EDIT_MODE: "the preset's pretrained MLLM reasons first (object, outcome, explicit edit), SAM 2 masks "
+                           "the object, InstructPix2Pix edits the explicit instruction inside the mask",
+    REASONBRAIN_MODE: "trained ReasonBrain modules (FRCE, QFormer, CME) conditioning the diffusion model: needs a "
+                      "checkpoint whose config declares mode 'reasonbrain'",
+}
+
+
+def resolve_method(name: str | None, config: ReasonBrainConfig) -> str:
+    """``name``, or the config's declared mode when None; an unknown name is refused with the list."""
+    method = config.mode if name is None else name
+    if method not in COMPARISON_METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(COMPARISON_METHODS)}")
+    return method
+
+
+def load_method(name: str | None = None, *, checkpoint: str | os.PathLike | None = None, preset: str | None = None,
+                load_backbones: bool = True, torch_dtype: torch.dtype | None = None, **hub_kwargs: Any):
+    """The pipeline of a comparison method, from a checkpoint (folder or Hub id) or a preset (exactly one).
+
+    ``name=None``: the checkpoint's declared mode (a preset's: ``reasonbrain``). ``plain_editor`` and
+    ``reason_then_edit`` use the backbones the config names (``load_backbones=False``: random weights of the same
+    architectures, for tests and benchmarks); ``reasonbrain`` needs a checkpoint with trained modules."""
+    if (checkpoint is None) == (preset is None):
+        raise ValueError("load_method needs exactly one of checkpoint= or preset=")
+    config = checkpoint_config(checkpoint, **hub_kwargs) if checkpoint is not None else \
+        ReasonBrainConfig.from_preset(preset)
+    method = resolve_method(name, config)
+    if method == PLAIN_EDITOR:
+        from reasonbrain.pipelines.plain_edit import PlainEditPipeline
+
+        return PlainEditPipeline.from_config(config, load_backbones=load_backbones, torch_dtype=torch_dtype)
+    if method == REASON_THEN_EDIT_MODE:
+        from reasonbrain.pipelines.reason_then_edit import ReasonThenEditPipeline
+
+        return ReasonThenEditPipeline.from_config(config, load_backbones=load_backbones, torch_dtype=torch_dtype)
+    if preset is not None:
+        raise ValueError(f"no trained ReasonBrain weights: preset {preset!r} starts its FRCE, QFormer and CME random; "
+                         "pass a checkpoint whose config declares mode 'reasonbrain', or choose "
+                         f"{PLAIN_EDITOR!r} or {REASON_THEN_EDIT_MODE!r}")
+    if config.mode != REASONBRAIN_MODE:
+        raise ValueError(f"no trained ReasonBrain weights: {checkpoint} declares mode {config.mode!r}; choose "
+                         f"{PLAIN_EDITOR!r} or {REASON_THEN_EDIT_MODE!r}, or pass a checkpoint of mode 'reasonbrain'")
+    from reasonbrain.pipelines.pipeline_reasonbrain import ReasonBrainEditPipeline
+
+    return ReasonBrainEditPipeline.from_pretrained(str(checkpoint), torch_dtype=torch_dtype, **hub_kwargs)
