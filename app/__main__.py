@@ -1,5 +1,5 @@
-"""``python -m app [--preset tiny | --checkpoint PATH] [--host H] [--port P] [--db FILE] [--data-dir DIR]
-[--snapshot-dir DIR | --snapshot-repo DATASET] [--snapshot-every-s N]``."""
+"""``python -m app [--preset tiny | --checkpoint PATH] [--mode reasonbrain | reason_then_edit] [--host H] [--port P]
+[--db FILE] [--data-dir DIR] [--snapshot-dir DIR | --snapshot-repo DATASET] [--snapshot-every-s N]``."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def _serve(settings: Settings, store: Store, log: logging.Logger) -> int:
     engine = Engine(settings)
     try:
         engine.load()
-    except FileNotFoundError as err:
+    except (FileNotFoundError, ValueError) as err:  # no checkpoint there; a mode it cannot edit in
         print(f"error: {err}", file=sys.stderr)
         store.close()
         return 2

@@ -1,4 +1,8 @@
-"""Engine: owns the ReasonBrain pipeline (lazy load, one edit at a time) and turns its output into what the app stores.
+"""Engine: owns the edit pipeline (lazy load, one edit at a time) and turns its output into what the app stores.
+
+The pipeline edits in one mode (``Settings.mode``, else the checkpoint's declared mode; a preset: reasonbrain):
+``ReasonBrainEditPipeline`` (mode reasonbrain) or ``ReasonThenEditPipeline`` (mode reason_then_edit, the backbones a
+config names). The mode is never switched silently: a checkpoint that cannot edit in the requested mode is refused.
 
 No database work happens here; the app stores an :class:`EditResult` with :class:`app.store.Store` afterwards.
 On a ZeroGPU Space (the ``spaces`` package importable) only the pipeline call runs inside ``spaces.GPU``.
@@ -21,6 +25,7 @@ import numpy as np
 import PIL.Image
 
 from app.settings import Settings
+from reasonbrain.configuration import REASON_THEN_EDIT_MODE
 from reasonbrain.seeds import check_seed, random_seed
 from reasonbrain.visualization import bound_region, label_map, render_attention_heatmap
 
@@ -30,7 +35,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from reasonbrain.configuration import ReasonBrainConfig
     from reasonbrain.pipelines.output import ReasonBrainEditOutput
     from reasonbrain.pipelines.pipeline_reasonbrain import ReasonBrainEditPipeline
+    from reasonbrain.pipelines.reason_then_edit import ReasonThenEditPipeline
+    from reasonbrain.pipelines.reason_then_edit_output import ReasonThenEditOutput
     from reasonbrain.synthworld.domain import DomainCheck
+
+    EditPipeline = ReasonBrainEditPipeline | ReasonThenEditPipeline
+    EditOutput = ReasonBrainEditOutput | ReasonThenEditOutput
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +54,9 @@ TRAIN_HINT = (
     "repo id, or run with --preset tiny (random weights)"
 )
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+# a preset's checkpoint_hash prefix: its weights (app.render.model_label reads it back)
+RANDOM = "random"
+PRETRAINED = "pretrained"
 
 
 @dataclass
@@ -73,7 +86,7 @@ class InstructionLength:
 
 @dataclass
 class EditResult:
-    output: ReasonBrainEditOutput  # the pipeline's output (output.images[0] is the edit)
+    output: EditOutput  # the pipeline's output (output.images[0] is the edit; output.mode says which pipeline)
     input_image: PIL.Image.Image  # the normalised RGB input as edited
     preset: str
     checkpoint_hash: str
@@ -98,11 +111,11 @@ class EditResult:
 
 class Engine:
     def __init__(
-        self, settings: Settings, *, pipeline_factory: Callable[[], ReasonBrainEditPipeline] | None = None
+        self, settings: Settings, *, pipeline_factory: Callable[[], EditPipeline] | None = None
     ) -> None:
         self.settings = settings
         self._factory = pipeline_factory
-        self._pipeline: ReasonBrainEditPipeline | None = None
+        self._pipeline: EditPipeline | None = None
         self._load_lock = threading.Lock()
         self._edit_lock = threading.Lock()
         self._cache_lock = threading.RLock()
@@ -125,7 +138,7 @@ class Engine:
     def _run_pipeline(
         self, image: PIL.Image.Image, instruction: str, call_kwargs: dict[str, Any],
         progress: Callable[[int, int], None] | None = None,
-    ) -> ReasonBrainEditOutput:
+    ) -> EditOutput:
         """The GPU part: the pipeline call only (picklable arguments and result, no database work)."""
         assert self._pipeline is not None
         out = self._pipeline(image, instruction, progress_callback=progress, **call_kwargs)
@@ -159,21 +172,37 @@ class Engine:
             if self._pipeline is not None:
                 return
             start = time.perf_counter()
-            if self._factory is not None:
-                pipe = self._factory()
-            else:
-                from reasonbrain import ReasonBrainConfig, ReasonBrainEditPipeline
-
-                if self.settings.preset:
-                    pipe = ReasonBrainEditPipeline.from_config(ReasonBrainConfig.from_preset(self.settings.preset))
-                else:
-                    pipe = ReasonBrainEditPipeline.from_pretrained(self._checkpoint_folder())
-                pipe.fuse_lora()  # ours, inference only: LoRA merged into the MLLM (fewer kernels per token)
+            pipe = self._build_pipeline()
+            if self.settings.mode is not None and pipe.config.mode != self.settings.mode:
+                raise ValueError(f"the pipeline edits in mode {pipe.config.mode!r}, not the requested "
+                                 f"{self.settings.mode!r}")
             pipe.to(self.device)
             self._pipeline = pipe
             seconds = time.perf_counter() - start
         # lock order: _load_lock is never taken while _cache_lock is held, and released before this
         logger.info("loaded %s (%s) on %s in %.1f s", self.preset_name, self.checkpoint_hash, self.device, seconds)
+
+    def _build_pipeline(self) -> EditPipeline:
+        """The pipeline of the settings: the factory's, a preset's (random weights; in reason-then-edit mode the
+        pretrained backbones the preset names, if it names any), or the checkpoint's in its mode."""
+        if self._factory is not None:
+            return self._factory()
+        from reasonbrain import ReasonBrainConfig, ReasonBrainEditPipeline
+
+        if self.settings.preset:
+            config = ReasonBrainConfig.from_preset(self.settings.preset)
+            if self.settings.mode == REASON_THEN_EDIT_MODE:
+                from reasonbrain.pipelines.reason_then_edit import ReasonThenEditPipeline
+
+                return ReasonThenEditPipeline.from_config(config, load_backbones=names_backbones(config))
+            pipe = ReasonBrainEditPipeline.from_config(config)
+        else:
+            from reasonbrain.pipelines.modes import load_edit_pipeline
+
+            pipe = load_edit_pipeline(self._checkpoint_folder(), mode=self.settings.mode)
+        if isinstance(pipe, ReasonBrainEditPipeline):
+            pipe.fuse_lora()  # ours, inference only: LoRA merged into the MLLM (fewer kernels per token)
+        return pipe
 
     def _checkpoint_folder(self) -> str:
         """The local checkpoint folder (a Hub repo id is downloaded once)."""
@@ -196,7 +225,8 @@ class Engine:
             return self._resolved_checkpoint
 
     def _config(self) -> ReasonBrainConfig:
-        """The model config, without loading weights."""
+        """The model config as the pipeline will edit with it (its ``mode`` the requested one where a pipeline of
+        that mode can be built from it), without loading weights."""
         if self._pipeline is None and self._factory is not None and not self.settings.preset and not os.path.isdir(
             self.settings.checkpoint
         ):
@@ -208,13 +238,28 @@ class Engine:
                 from reasonbrain import ReasonBrainConfig
 
                 if self.settings.preset:
-                    self._config_cache = ReasonBrainConfig.from_preset(self.settings.preset)
+                    config = ReasonBrainConfig.from_preset(self.settings.preset)
                 else:
                     path = os.path.join(self._checkpoint_folder(), CONFIG_FILE)
                     if not os.path.isfile(path):
                         raise FileNotFoundError(f"{path} is missing: not a ReasonBrain checkpoint; {TRAIN_HINT}")
-                    self._config_cache = ReasonBrainConfig.from_json_file(path)
+                    config = ReasonBrainConfig.from_json_file(path)
+                if self.settings.mode == REASON_THEN_EDIT_MODE and config.mode != REASON_THEN_EDIT_MODE:
+                    config = config.replace(mode=REASON_THEN_EDIT_MODE)  # as ReasonThenEditPipeline does
+                self._config_cache = config
             return self._config_cache
+
+    @property
+    def mode(self) -> str:
+        """How the model edits: ``reasonbrain`` or ``reason_then_edit`` (``reasonbrain.configuration.EDIT_MODES``)."""
+        return self._config().mode
+
+    @property
+    def model_label(self) -> str:
+        """The model in use and its mode, as every result shows it (``app.render.model_label``)."""
+        from app.render import model_label
+
+        return model_label(self.preset_name, self.mode, self.checkpoint_hash)
 
     @property
     def preset_name(self) -> str:
@@ -222,11 +267,14 @@ class Engine:
 
     @property
     def checkpoint_hash(self) -> str:
-        """``random-<preset>`` for presets, else sha256 (12 hex) over the checkpoint's weight/config files."""
+        """``random-<preset>`` for presets (``pretrained-<preset>`` in reason-then-edit mode with the backbones the
+        preset names), else sha256 (12 hex) over the checkpoint's weight/config files."""
+        pretrained = bool(self.settings.preset) and self.mode == REASON_THEN_EDIT_MODE and names_backbones(
+            self._config())  # outside the cache lock (_config may load a custom pipeline)
         with self._cache_lock:
             if self._hash is None:
                 if self.settings.preset:
-                    self._hash = f"random-{self.settings.preset}"
+                    self._hash = f"{PRETRAINED if pretrained else RANDOM}-{self.settings.preset}"
                 elif self._factory is not None and not os.path.isdir(self.settings.checkpoint):
                     self._hash = "custom"
                 else:
@@ -247,7 +295,7 @@ class Engine:
         steps = _whole("steps", defaults.num_inference_steps if request.steps is None else request.steps)
         g_text = defaults.guidance_scale if request.guidance_scale is None else request.guidance_scale
         g_image = defaults.image_guidance_scale if request.image_guidance_scale is None else request.image_guidance_scale
-        pipe.check_inputs(request.instruction, steps, g_text, g_image, 1)  # before taking the GPU
+        _check_request(pipe, request.instruction, steps, g_text, g_image)  # before taking the GPU
         if request.scheduler is not None and request.scheduler not in self.scheduler_names():
             raise ValueError(
                 f"unknown scheduler {request.scheduler!r}; choose one of {', '.join(self.scheduler_names())}"
@@ -328,10 +376,12 @@ class Engine:
                 f"the image is {width}x{height} px; the longest side may be at most {limit} px. Downscale it first."
             )
 
-    def _details(self, out: ReasonBrainEditOutput, image: PIL.Image.Image) -> dict[str, Any]:
-        """The output's own JSON (as the CLI writes it: regions, bound region, reasoning) plus what the app adds."""
+    def _details(self, out: EditOutput, image: PIL.Image.Image) -> dict[str, Any]:
+        """The output's own JSON (as the CLI writes it: regions, bound region, reasoning; or the reason-then-edit
+        fields) plus what the app adds: the mode, the region backend, the input size, the model."""
         details = out.to_dict()
         details.update(
+            mode=self.mode,  # the library's ReasonBrainEditOutput carries none
             region_backend=self._config().regions.backend,  # which proposer made the regions (the app names it)
             input_size=list(image.size),
             preset=self.preset_name,
@@ -346,6 +396,8 @@ class Engine:
         from reasonbrain.pipelines.input_checks import MAX_INSTRUCTION_CHARS, instruction_token_limit
 
         normalised = "".join(ch for ch in " ".join(text.split()) if ch.isprintable()) if isinstance(text, str) else ""
+        if self.mode == REASON_THEN_EDIT_MODE:
+            return _reasoning_prompt_length(self._pipeline, normalised)
         max_tokens = instruction_token_limit(self._config())
         tokens = None
         if self._pipeline is not None and normalised and len(normalised) <= 2 * MAX_INSTRUCTION_CHARS:
@@ -396,7 +448,8 @@ class Engine:
         """``{"steps", "guidance_scale", "image_guidance_scale", "scheduler", "resolution"}`` of the model."""
         cfg = self._config()
         if self._pipeline is not None:
-            scheduler = type(self._pipeline.scheduler).__name__
+            sampler = self._pipeline.editor.scheduler if cfg.mode == REASON_THEN_EDIT_MODE else self._pipeline.scheduler
+            scheduler = type(sampler).__name__
         else:
             scheduler = self._scheduler_name_on_disk() or cfg.diffusion.scheduler.get(
                 "_class_name", "EulerAncestralDiscreteScheduler"
@@ -444,6 +497,43 @@ def checkpoint_fingerprint(folder: str) -> str:
     return digest.hexdigest()[:12]
 
 
+def names_backbones(config: ReasonBrainConfig) -> bool:
+    """Whether ``config`` names pretrained backbones (an MLLM or an editor on the Hub): a real preset. A preset
+    naming none (tiny) builds its reason-then-edit pipeline from random weights of the same classes."""
+    return bool(config.mllm.pretrained_model_name_or_path or config.reason_then_edit.editor)
+
+
+def _check_request(pipe: EditPipeline, instruction: Any, steps: Any, g_text: Any, g_image: Any) -> None:
+    """The pipeline's own input checks, before the GPU is taken: ValueError with the pipeline's message."""
+    if pipe.config.mode == REASON_THEN_EDIT_MODE:
+        from reasonbrain.pipelines.input_checks import check_edit_settings, check_instruction
+
+        text = check_instruction(instruction)
+        check_edit_settings(steps, g_text, g_image, 1)
+        pipe.reasoner.check_prompt(text)
+    else:
+        pipe.check_inputs(instruction, steps, g_text, g_image, 1)
+
+
+def _reasoning_prompt_length(pipe: ReasonThenEditPipeline | None, text: str) -> InstructionLength:
+    """Reason-then-edit: the instruction's tokens in the MLLM's structured prompt (what ``check_prompt`` counts,
+    less the prompt's own) against what that prompt leaves for it; before loading, against the whole limit."""
+    from reasonbrain.models.reasoner import PROMPT_TOKEN_LIMIT
+    from reasonbrain.pipelines.input_checks import MAX_INSTRUCTION_CHARS
+    from reasonbrain.reasoning_prompt import structured_prompt
+
+    if pipe is None:
+        return InstructionLength(chars=len(text), max_chars=MAX_INSTRUCTION_CHARS, tokens=None,
+                                 max_tokens=PROMPT_TOKEN_LIMIT)
+    tokenizer = pipe.reasoner.mllm.tokenizer
+    overhead = len(tokenizer.encode(structured_prompt(""), add_special_tokens=False))
+    tokens = None
+    if text and len(text) <= 2 * MAX_INSTRUCTION_CHARS:
+        tokens = len(tokenizer.encode(structured_prompt(text), add_special_tokens=False)) - overhead
+    return InstructionLength(chars=len(text), max_chars=MAX_INSTRUCTION_CHARS, tokens=tokens,
+                             max_tokens=PROMPT_TOKEN_LIMIT - overhead)
+
+
 def _whole(name: str, value: Any) -> Any:
     """Integral floats (what sliders send) -> int; anything else is passed on for the pipeline to judge."""
     if isinstance(value, float) and value.is_integer():
@@ -458,5 +548,5 @@ def _whole(name: str, value: Any) -> Any:
 # bound_region, label_map, render_attention_heatmap: the library's (reasonbrain.visualization), re-exported for the tabs
 __all__ = [
     "EditRequest", "EditResult", "Engine", "InstructionLength", "bound_region", "checkpoint_fingerprint", "label_map",
-    "render_attention_heatmap",
+    "names_backbones", "render_attention_heatmap",
 ]

@@ -1,4 +1,5 @@
-"""Small rendering helpers: the chain timeline (a tree), History cards, tables and text for the reasoning panel.
+"""Small rendering helpers: the chain timeline (a tree), History cards, tables and text for the reasoning panel, and
+the label of the model and mode that made an edit (:func:`model_label`).
 
 Everything returns plain strings / lists so it can be tested without a browser. User-provided text (titles,
 instructions) is always HTML-escaped: ``gr.HTML`` renders through ``innerHTML``.
@@ -15,8 +16,10 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
 
+from app.engine import RANDOM
 from app.store import ChainInfo, ChainTree, StepInfo
 from reasonbrain.binding import SceneEntry
+from reasonbrain.configuration import REASON_THEN_EDIT_MODE, REASONBRAIN_MODE
 
 SOURCE_NODE = "source"  # data-step of the chain's source image in the timeline
 MAX_INDENT = 6  # branch nesting levels drawn with indentation (deeper ones keep the last level)
@@ -66,6 +69,7 @@ CARDS_CSS = """
 .rb-card-last { font-size: 0.85em; opacity: 0.8; overflow: hidden; display: -webkit-box; -webkit-line-clamp: 3;
   -webkit-box-orient: vertical; line-height: 1.3; }
 .rb-empty { opacity: 0.7; padding: 8px; }
+.rb-card-model { font-size: 0.8em; opacity: 0.85; overflow-wrap: anywhere; line-height: 1.25; }
 .rb-card-ood { align-self: flex-start; font-size: 0.8em; font-weight: 600; padding: 1px 8px; border-radius: 999px;
   border: 1px solid #d97706; color: #92400e; background: #fef3c7; }
 """
@@ -114,6 +118,34 @@ def shorten(text: str | None, n: int = 90) -> str:
     if text[n - 1] != " " and " " in cut:  # do not end inside a word
         cut = cut[: cut.rindex(" ")]
     return cut.rstrip(" ,;:-—") + "…"
+
+
+# ------------------------------------------------------------------------------------------ model and mode
+MODE_NAMES = {REASONBRAIN_MODE: "ReasonBrain", REASON_THEN_EDIT_MODE: "reason-then-edit"}
+CUSTOM_CHECKPOINT = "custom"  # Engine.checkpoint_hash of a pipeline built in code (weights unknown)
+
+
+def model_label(preset: str, mode: str | None, checkpoint_hash: str) -> str:
+    """The model that made an edit and its mode, in words: ``"reasonbrain-3b · reason-then-edit (pretrained MLLM +
+    InstructPix2Pix)"``, ``"synth · ReasonBrain (trained)"``, ``"tiny · ReasonBrain (random weights)"``. The weights
+    are read from the checkpoint hash (``random-<preset>``; else reason-then-edit's are pretrained, ReasonBrain's trained);
+    ``mode`` None (a step saved before modes existed) reads as reasonbrain."""
+    mode = mode or REASONBRAIN_MODE
+    if checkpoint_hash.startswith(f"{RANDOM}-"):
+        weights: str | None = "random weights"
+    elif checkpoint_hash == CUSTOM_CHECKPOINT:
+        weights = None
+    elif mode == REASON_THEN_EDIT_MODE:
+        weights = "pretrained MLLM + InstructPix2Pix"
+    else:
+        weights = "trained"
+    return f"{preset} · {MODE_NAMES.get(mode, mode)}" + (f" ({weights})" if weights else "")
+
+
+def step_model_label(step: StepInfo, details: Mapping[str, Any] | None = None) -> str:
+    """:func:`model_label` of a stored step (its details, loaded or passed in, hold the mode)."""
+    details = step.details if details is None else details
+    return model_label(step.preset, (details or {}).get("mode"), step.checkpoint_hash)
 
 
 # --------------------------------------------------------------------------------------------- chain timeline
@@ -202,7 +234,9 @@ def _node(node_id: str, index: int, img_url: str, hop: str, text: str, *, curren
 
 
 # ------------------------------------------------------------------------------------------------ history cards
-def chain_cards_html(chains: Sequence[ChainInfo], url_for: Callable[[str], str], *, query: str = "") -> str:
+def chain_cards_html(chains: Sequence[ChainInfo], url_for: Callable[[str], str], *, query: str = "",
+                     models: Mapping[str, str] | None = None) -> str:
+    """History's cards; ``models``: chain id -> the label of the model that made its latest step."""
     if not chains:
         msg = f"No chain matches “{esc(query)}”." if query.strip() else "No chains yet: edit an image in the Edit tab."
         return f'<div class="rb-cards"><div class="rb-empty">{msg}</div></div>'
@@ -213,11 +247,13 @@ def chain_cards_html(chains: Sequence[ChainInfo], url_for: Callable[[str], str],
         last = (f'<span class="rb-card-last">“{esc(shorten(c.last_instruction, MAX_TEXT))}”</span>'
                 if c.last_instruction else "")
         tooltip = c.title + (f"\nlast step: {c.last_instruction}" if c.last_instruction else "")
+        model = (models or {}).get(c.id)
+        model_html = f'<span class="rb-card-model">{esc(model)}</span>' if model else ""
         parts.append(
             f'<button type="button" role="listitem" class="rb-card" data-select="{esc(c.id)}" data-index="{i}" '
             f'title="{esc(tooltip)}"><img src="{esc(thumb)}" alt="" loading="lazy">'
             f'<span class="rb-card-title">{esc(c.title)}</span>{ood_badge(c)}'
-            f'<span class="rb-card-meta">{steps} · {esc(fmt_time(c.updated_at))}</span>{last}</button>'
+            f'<span class="rb-card-meta">{steps} · {esc(fmt_time(c.updated_at))}</span>{model_html}{last}</button>'
         )
     parts.append("</div>")
     return "".join(parts)
@@ -246,6 +282,13 @@ def _labels(details: Mapping[str, Any]) -> list[str]:
     if not labels and isinstance(details.get("regions"), Mapping):
         labels = list(details["regions"].get("labels") or [])
     return labels
+
+
+def _scores(details: Mapping[str, Any]) -> list[float]:
+    scores = list(details.get("region_scores") or [])
+    if not scores and isinstance(details.get("regions"), Mapping):
+        scores = list(details["regions"].get("scores") or [])
+    return scores
 
 
 def region_name(details: Mapping[str, Any], index: int) -> str:
@@ -280,6 +323,11 @@ def _from(proposer: str | None) -> str:
 def regions_summary(details: Mapping[str, Any]) -> str:
     """One line under the region image: how many regions, which proposer, what ★ means, what a click does."""
     labels = _labels(details)
+    if is_reason_then_edit(details):
+        found = (f"{len(labels) - 1} object region{'s' if len(labels) != 2 else ''} and the background"
+                 f"{esc(_from(proposer_text(details)))}. " if labels else "No regions for this step. ")
+        return (f"{found}The edit mask: {mask_source_text(details)}.  \n"
+                "Attention is not applicable in reason-then-edit mode (no ID Controller): the MLLM names the object.")
     if not labels:
         return "No regions for this step."
     n = max(0, len(labels) - 1)
@@ -295,9 +343,7 @@ def region_rows(details: Mapping[str, Any]) -> list[list[Any]]:
     """``[swatch + #, name, score, attention]`` per region, most attended first (the bound object marked ★).
     The first cell is HTML (a swatch in the region's overlay colour; the background has none)."""
     labels = _labels(details)
-    scores = list(details.get("region_scores") or [])
-    if not scores and isinstance(details.get("regions"), Mapping):
-        scores = list(details["regions"].get("scores") or [])
+    scores = _scores(details)
     attention = details.get("region_attention")
     rows = []
     for i, _label in enumerate(labels):
@@ -316,7 +362,7 @@ def region_info(details: Mapping[str, Any], index: int) -> str:
     labels = _labels(details)
     if not 0 <= index < len(labels):
         return "Select a region in the image to see its name, score and attention."
-    scores = details.get("region_scores") or []
+    scores = _scores(details)
     attention = details.get("region_attention") or []
     score = scores[index] if index < len(scores) else None
     att = attention[index] if index < len(attention) else None
@@ -341,7 +387,10 @@ def _scene_line(details: Mapping[str, Any]) -> list[str]:
 
 
 def object_markdown(details: Mapping[str, Any], *, step: StepInfo | None = None) -> str:
-    """Referenced object, object token (+ ids), reasoning text and seed, as Markdown."""
+    """Referenced object, object token (+ ids), reasoning text and seed, as Markdown (a reason-then-edit step:
+    :func:`reason_then_edit_markdown`)."""
+    if is_reason_then_edit(details):
+        return reason_then_edit_markdown(details, step=step)
     obj = details.get("referenced_object") or {}
     name = obj.get("name") or "(none found)"
     attrs = ", ".join(f"{k}: {v}" for k, v in (obj.get("attributes") or {}).items())
@@ -364,8 +413,13 @@ def object_markdown(details: Mapping[str, Any], *, step: StepInfo | None = None)
         f"**Bound region (most attended):** {esc(bound)}" if bound else "**Bound region (most attended):** —",
         *_scene_line(details),
         f"**{reasoning_label}:** {esc(reasoning)}",
-        f"**Seed:** `{details.get('seed', step.seed if step else EMPTY)}`",
+        *_seed_and_settings(details, step),
     ]
+    return "  \n".join(lines)
+
+
+def _seed_and_settings(details: Mapping[str, Any], step: StepInfo | None) -> list[str]:
+    lines = [f"**Seed:** `{details.get('seed', step.seed if step else EMPTY)}`"]
     settings = details.get("settings") or {}
     if settings:
         lines.append(
@@ -374,6 +428,60 @@ def object_markdown(details: Mapping[str, Any], *, step: StepInfo | None = None)
                                                "scheduler") if k in settings
             ))
         )
+    return lines
+
+
+# ---------------------------------------------------------------------------------- reason-then-edit's reasoning
+MAX_ANSWER_CHARS = 400  # of the MLLM's raw answer in the panel (the JSON download has it all)
+
+
+def is_reason_then_edit(details: Mapping[str, Any]) -> bool:
+    """Whether a step's details come from the reason-then-edit mode (steps without a mode are ReasonBrain's)."""
+    return details.get("mode") == REASON_THEN_EDIT_MODE
+
+
+def mask_source_text(details: Mapping[str, Any]) -> str:
+    """Where a reason-then-edit's mask came from, in words (``reasonbrain.edit_mask``'s rule)."""
+    from reasonbrain.edit_mask import BOX, BOX_REGION, OBJECT_REGION, WHOLE_IMAGE
+
+    source = details.get("mask_source")
+    region = f"the region{_from(proposer_text(details))}"
+    obj = details.get("referenced_object")
+    text = {
+        BOX_REGION: f"{region} that matches the MLLM's box",
+        BOX: "the MLLM's box itself (no region matched it well enough)",
+        OBJECT_REGION: f"{region} that best matches “{obj}” (the MLLM gave no usable box)",
+        WHOLE_IMAGE: "the whole picture (nothing confined the edit)",
+    }.get(source, f"{source or 'unknown'}")
+    dilation = (details.get("settings") or {}).get("mask_dilation")
+    grown = f", grown by {dilation} latent cell{'s' if dilation != 1 else ''}" if dilation else ""
+    return esc(text + (f"; the editor could change pixels only inside it{grown}" if source != WHOLE_IMAGE else ""))
+
+
+def reason_then_edit_markdown(details: Mapping[str, Any], *, step: StepInfo | None = None) -> str:
+    """The reasoning panel of a reason-then-edit step: the MLLM's outcome, the explicit instruction the editor was
+    given, the object, where the mask came from and what fell back, as Markdown."""
+    from reasonbrain.reasoning_prompt import FROM_MLLM
+
+    outcome = (details.get("outcome") or "").strip()
+    edit = details.get("edit_instruction") or EMPTY
+    given = ("the MLLM's explicit edit" if details.get("edit_instruction_source") == FROM_MLLM
+             else "your instruction as typed: the MLLM gave no explicit edit")
+    obj = details.get("referenced_object")
+    box = details.get("box")
+    box_txt = f" · box [{', '.join(f'{v:.2f}' for v in box)}]" if isinstance(box, list) and len(box) == 4 else ""
+    fallbacks = [str(f) for f in details.get("fallbacks") or []]
+    answer = shorten(details.get("mllm_answer") or "", MAX_ANSWER_CHARS) or EMPTY
+    lines = [
+        f"**Outcome (the MLLM's reasoning):** {esc(outcome) if outcome else '— (the MLLM gave none)'}",
+        f"**Edit instruction given to the editor:** “{esc(edit)}” ({given})",
+        f"**Referenced object:** {esc(obj) if obj else '(none named)'}{esc(box_txt)}",
+        f"**Mask:** {mask_source_text(details)}",
+        "**Fallbacks:** " + ("none: everything came from the MLLM" if not fallbacks
+                             else "; ".join(esc(f) for f in fallbacks)),
+        f"**The MLLM's answer:** `{_code(answer)}`",
+        *_seed_and_settings(details, step),
+    ]
     return "  \n".join(lines)
 
 

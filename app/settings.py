@@ -16,6 +16,7 @@ DB_NAME = "studio.db"
 _OPTIONS: dict[str, tuple[str, str]] = {
     "--preset": ("preset", "REASONBRAIN_PRESET"),
     "--checkpoint": ("checkpoint", "REASONBRAIN_CHECKPOINT"),
+    "--mode": ("mode", "REASONBRAIN_MODE"),
     "--host": ("host", "REASONBRAIN_HOST"),
     "--port": ("port", "REASONBRAIN_PORT"),
     "--db": ("db_path", "REASONBRAIN_DB"),
@@ -31,12 +32,13 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-
-
 @dataclass
 class Settings:
     preset: str | None = None  # a bundled preset built with random weights; None -> load ``checkpoint``
     checkpoint: str = field(default_factory=default_checkpoint)  # checkpoint folder or Hub repo id
+    # how the model edits (reasonbrain.configuration.EDIT_MODES); None -> the checkpoint's declared mode (a preset:
+    # reasonbrain). reason_then_edit with a real preset serves its pretrained backbones
+    mode: str | None = None
     host: str = "127.0.0.1"
     port: int = 7860
     db_path: str | None = None  # None -> <data_dir>/studio.db
@@ -62,6 +64,8 @@ class Settings:
         self.checkpoint = os.path.expanduser(str(self.checkpoint))
         if self.preset == "":
             self.preset = None
+        if self.mode == "":
+            self.mode = None
         if self.device == "":
             self.device = None
         self.snapshot_dir = os.path.abspath(os.path.expanduser(str(self.snapshot_dir))) if self.snapshot_dir else None
@@ -77,6 +81,14 @@ class Settings:
                 raise ValueError(
                     f"unknown preset {self.preset!r}; choose one of {', '.join(list_presets())} "
                     "or leave it unset to load --checkpoint"
+                )
+        if self.mode is not None:
+            from reasonbrain.configuration import EDIT_MODES
+
+            if self.mode not in EDIT_MODES:
+                raise ValueError(
+                    f"unknown mode {self.mode!r}; choose one of {', '.join(EDIT_MODES)} "
+                    "or leave it unset for the checkpoint's own mode (a preset: reasonbrain)"
                 )
         if not self.checkpoint.strip():
             raise ValueError("checkpoint is empty; give a checkpoint folder or a Hub repo id")
@@ -154,6 +166,8 @@ def _parser() -> argparse.ArgumentParser:
     p = _RaisingParser(prog="python -m app", description="ReasonBrain Studio (Gradio app)")
     p.add_argument("--preset", dest="preset", help="bundled preset with random weights (tests, demos)")
     p.add_argument("--checkpoint", dest="checkpoint", help="checkpoint folder or Hub repo id")
+    p.add_argument("--mode", dest="mode", help="reasonbrain or reason_then_edit (default: the checkpoint's own "
+                   "mode; a preset: reasonbrain)")
     p.add_argument("--host", dest="host")
     p.add_argument("--port", dest="port")
     p.add_argument("--db", dest="db_path", help="SQLite file (default <data-dir>/studio.db)")

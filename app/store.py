@@ -171,6 +171,27 @@ class Store:
             summaries = _summaries(s, [r.id for r in rows])
         return [_chain_info(r, *summaries.get(r.id, (0, None, None))) for r in rows]
 
+    def latest_step_models(self, user_id: str, chain_ids: list[str]) -> dict[str, tuple[str, str, str | None]]:
+        """chain id -> ``(preset, checkpoint hash, mode)`` of the chain's latest step (the one its History card
+        shows), for this user's chains among ``chain_ids``; mode None: a step saved before modes existed."""
+        _check_user(user_id)
+        rank = func.row_number().over(
+            partition_by=StepRow.chain_id, order_by=(StepRow.created_at.desc(), StepRow.position.desc(), StepRow.id)
+        ).label("rank")  # as _summaries orders them
+        out: dict[str, tuple[str, str, str | None]] = {}
+        with self._db.session() as s:
+            for i in range(0, len(chain_ids), _IN_CHUNK):
+                ranked = select(StepRow.id, rank).where(StepRow.chain_id.in_(chain_ids[i : i + _IN_CHUNK])).subquery()
+                rows = s.execute(
+                    select(StepRow.chain_id, StepRow.preset, StepRow.checkpoint_hash,
+                           func.json_extract(StepRow.details_json, "$.mode"))  # only the latest steps' details
+                    .join(ranked, ranked.c.id == StepRow.id).join(ChainRow, ChainRow.id == StepRow.chain_id)
+                    .where(ranked.c.rank == 1, ChainRow.user_id == user_id)
+                )
+                for chain_id, preset, checkpoint_hash, mode in rows:
+                    out[chain_id] = (preset, checkpoint_hash, mode if isinstance(mode, str) else None)
+        return out
+
     def get_chain(self, user_id: str, chain_id: str, *, details: bool = True) -> ChainTree:
         """The chain and all its steps. ``details=False`` skips each step's (large) details JSON, which is what
         makes opening a long chain fast; those steps carry ``details=None``."""

@@ -126,7 +126,7 @@ def build_app(engine: Engine, store: Store, *, rate_ctx: rate.RateContext | None
             with gr.Tab("Rate", id="rate", elem_id="tab-rate") as rate_tab:  # annotators (own sign-in)
                 rate_h = rate.build(rate_ctx)
         gr.Markdown(
-            f"Model: `{engine.preset_name}` · checkpoint `{engine.checkpoint_hash}` · your edits are saved "
+            f"Model: **{engine.model_label}** · checkpoint `{engine.checkpoint_hash}` · your edits are saved "
             "to this server's history, visible only to you (this browser, or your Hugging Face account "
             "when signed in).",
             elem_id="footer-note",

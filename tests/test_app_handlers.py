@@ -105,6 +105,8 @@ def test_edit_creates_chain_and_step_and_shows_the_reasoning(engine, store, scen
     assert "Token ids" in view.object_md and "Seed:** `7`" in view.object_md
     assert "**Reasoning:** —" in view.object_md  # the tiny preset generates no reasoning text
     heatmap, regions_image = edit.reasoning_images(store, ALICE, view.session)
+    assert heatmap["label"] == "ID Controller attention"  # a reason-then-edit step shows its mask there instead
+    heatmap = heatmap["value"]
     assert isinstance(heatmap, PIL.Image.Image) and heatmap.size == (384, 320)  # 96x80 upscaled 4x, crisp
     assert edit.reasoning_images(store, ALICE, edit.empty_session()) == (None, None)
     with pytest.raises(gr.Error, match="belongs to someone else"):  # another user's step id: no images

@@ -1,4 +1,5 @@
-"""History tab: the user's chains (newest first) with a text filter; picking one reopens it in the Edit tab.
+"""History tab: the user's chains (newest first) with a text filter; picking one reopens it in the Edit tab. Each
+card names the model and mode that made the chain's latest step.
 
 Everything comes from the database, so the list survives server restarts. Reopening is
 :func:`app.tabs.edit.open_chain` (wired across tabs in :mod:`app.ui`).
@@ -25,6 +26,7 @@ class HistoryView:
     chains: list[ChainInfo]
     html: str
     summary: str
+    models: dict[str, str]  # chain id -> the label of the model and mode of its latest step (render.model_label)
 
     def to_updates(self) -> tuple[str, str]:
         return self.html, self.summary
@@ -36,13 +38,17 @@ def list_chains(store: Store, user_id: Any, query: Any = "") -> HistoryView:
     q = query.strip() if isinstance(query, str) else ""
     with user_errors():
         chains = store.list_chains(user, query=q or None, limit=LIMIT)
-    html = render.chain_cards_html(chains, render.image_url_for(store), query=q)
+        latest = store.latest_step_models(user, [c.id for c in chains])
+    models = {cid: render.model_label(preset, mode, checkpoint_hash)
+              for cid, (preset, checkpoint_hash, mode) in latest.items()}
+    html = render.chain_cards_html(chains, render.image_url_for(store), query=q, models=models)
     n = len(chains)
     if q:
         summary = f"{n} chain{'s' if n != 1 else ''} matching “{render.esc(q)}”"
     else:
         summary = f"{n} chain{'s' if n != 1 else ''}" + (f" (the {LIMIT} most recent)" if n >= LIMIT else "")
-    return HistoryView(chains=chains, html=html, summary=summary + " · click one to reopen it in the Edit tab.")
+    return HistoryView(chains=chains, html=html, summary=summary + " · click one to reopen it in the Edit tab.",
+                       models=models)
 
 
 def open_in_editor(store: Store, user_id: Any, chain_id: Any) -> edit.EditView:

@@ -11,6 +11,7 @@ from typing import Any
 
 from app import render
 from app.store import StepInfo, Store
+from reasonbrain.configuration import REASONBRAIN_MODE
 
 DOWNLOAD_DIR = os.path.join(tempfile.gettempdir(), "reasonbrain-studio-downloads")
 MAX_DOWNLOAD_FILES = 400
@@ -35,10 +36,12 @@ def download_png(store: Store, step: StepInfo) -> str:
 
 
 def step_payload(step: StepInfo) -> dict[str, Any]:
-    """What "Download JSON" and the API return: the step's ids and the engine's details (no pixels)."""
+    """What "Download JSON" and the API return: the step's ids, the model and mode that made it (a step saved before
+    modes existed: reasonbrain) and the engine's details (no pixels)."""
     return {
         "step_id": step.id, "chain_id": step.chain_id, "parent_id": step.parent_id, "position": step.position,
-        "created_at": render.fmt_time(step.created_at), **(step.details or {}),
+        "created_at": render.fmt_time(step.created_at), "model": render.step_model_label(step),
+        "mode": REASONBRAIN_MODE, **(step.details or {}),
     }
 
 

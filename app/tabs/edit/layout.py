@@ -31,7 +31,15 @@ from app.tabs.edit.handlers import (
 )
 from app.tabs.edit.inputs import pick_instruction
 from app.tabs.edit.state import empty_session
-from app.tabs.edit.views import control_states, reasoning_images, refused_status, region_info
+from app.tabs.edit.views import (
+    HEATMAP_LABEL,
+    MASK_LABEL,
+    control_states,
+    reasoning_images,
+    refused_status,
+    region_info,
+)
+from reasonbrain.configuration import REASON_THEN_EDIT_MODE
 from reasonbrain.seeds import MAX_SEED
 
 HEATMAP_HEIGHT = 340
@@ -66,6 +74,7 @@ CSS = """
 #edit-status .refused { display: block; padding: 8px 12px; border-radius: var(--radius-md);
   border: 1px solid var(--error-border-color); background: var(--error-background-fill);
   color: var(--error-text-color); }
+#edit-status .rb-model { font-weight: 600; }
 #edit-status .rb-ood { display: inline-block; padding: 0 8px; border-radius: 999px; border: 1px solid #d97706;
   color: #92400e; background: #fef3c7; }
 """
@@ -166,6 +175,7 @@ def example_files(engine: Engine) -> list[list[str]]:
 def build(engine: Engine, store: Store, user_state: gr.State) -> EditHandles:
     """The Edit tab's components and events (call inside a ``gr.Tab``)."""
     defaults = engine.defaults()
+    reasons_first = engine.mode == REASON_THEN_EDIT_MODE  # the panel's titles follow the mode being served
     categories = engine.example_instructions()
     session = gr.State(empty_session())
     examples = None
@@ -245,7 +255,8 @@ def build(engine: Engine, store: Store, user_state: gr.State) -> EditHandles:
                     confirm_delete_btn = gr.Button("Yes, delete", variant="stop", elem_id="confirm-delete")
                     cancel_delete_btn = gr.Button("Cancel", elem_id="cancel-delete")
     with gr.Group(elem_id="reasoning-panel"):
-        gr.Markdown("### Reasoning — what the model bound, attended to and did", padding=True)
+        gr.Markdown("### Reasoning — what the MLLM inferred, the instruction the editor was given, and the mask"
+                    if reasons_first else "### Reasoning — what the model bound, attended to and did", padding=True)
         with gr.Row(equal_height=False):
             with gr.Column(scale=4, min_width=280):
                 object_md = gr.Markdown("—", elem_id="object-info", padding=True)
@@ -253,12 +264,14 @@ def build(engine: Engine, store: Store, user_state: gr.State) -> EditHandles:
                                        interactive=False, elem_id="timings", wrap=True, max_height=330)
             with gr.Column(scale=3, min_width=280):
                 # PNG: the upscaled pixel art stays crisp (JPEG rings around its hard edges)
-                heatmap = gr.Image(label="ID Controller attention", interactive=False,
+                heatmap = gr.Image(label=MASK_LABEL if reasons_first else HEATMAP_LABEL, interactive=False,
                                    height=HEATMAP_HEIGHT, elem_id="attention-heatmap", format="png")
                 regions_table = gr.Dataframe(headers=["#", "Region", "Score", "Attention"], value=[],
                                              datatype=["html", "str", "str", "str"],
                                              column_widths=["13%", "43%", "18%", "26%"],
-                                             label="Regions by attention (★ bound region)", interactive=False,
+                                             label="Regions (attention: not applicable in reason-then-edit mode)"
+                                             if reasons_first else "Regions by attention (★ bound region)",
+                                             interactive=False,
                                              elem_id="regions-table", max_height=330, wrap=True)
             with gr.Column(scale=3, min_width=280):
                 regions_image = gr.AnnotatedImage(label="Regions", height=REGIONS_HEIGHT,

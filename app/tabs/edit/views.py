@@ -1,7 +1,8 @@
 """What the Edit tab shows for a session: :class:`EditView` (plain values) and the views of a source or a step.
 
-The reasoning images (the ID Controller's attention heatmap and the regions image) are rendered here too, for the
-follow-up event that sends them after the result (see :func:`app.tabs.edit.layout.follow_up`).
+The reasoning images (the ID Controller's attention heatmap, or a reason-then-edit's mask, and the regions image) are
+rendered here too, for the follow-up event that sends them after the result (see
+:func:`app.tabs.edit.layout.follow_up`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ from app.tabs.edit.state import EditSession
 logger = logging.getLogger(__name__)
 
 DISPLAY_SIDE = 384  # heatmap / region images are sent about this large (shown ~320 px high)
+HEATMAP_LABEL = "ID Controller attention"
+MASK_LABEL = "Edit mask: the object outlined, dimmed where the editor could not change pixels"
+MASK_DIM = 0.35  # brightness kept outside a reason-then-edit's edited area
+MASK_OUTLINE = (0, 255, 255)
 REGION_KEYS = ("region_labels", "region_scores", "region_attention", "bound_region", "region_names",
                "region_backend")  # what the session keeps of the shown step's regions
 
@@ -203,8 +208,9 @@ def step_status(tree: ChainTree, step: StepInfo) -> str:
     if not step.instruction.startswith(tree.chain.title.rstrip("…").strip()):  # not the default title
         chain = f"Chain “{render.esc(render.shorten(tree.chain.title, 80))}” ({n} step{'s' if n != 1 else ''})"
     return (f"**Showing step {step.position}{alternative}:** “{render.esc(step.instruction)}”  \n"
-            f"{chain} · seed `{step.seed}`{total_txt}"
-            f" · {render.esc(step.preset)} `{render.esc(step.checkpoint_hash)}`")
+            f"{chain} · seed `{step.seed}`{total_txt}  \n"
+            f'Model: <span class="rb-model">{render.esc(render.step_model_label(step))}</span>'
+            f" `{render.esc(step.checkpoint_hash)}`")
 
 
 # --------------------------------------------------------------------------------------------- reasoning images
@@ -221,16 +227,18 @@ def named_regions(store: Store, step: StepInfo, details: dict[str, Any]) -> dict
     except (OSError, ValueError) as err:  # the image check above passed: a decoding problem, named once
         logger.warning("regions of step %s left unnamed: %s", step.id, err)
         return details
+    referenced = details.get("referenced_object")  # reason-then-edit: the MLLM's name, and no bound region
     names = region_names(base, regions, bound=details.get("bound_region"),
-                         bound_object=bound_object_name(details.get("referenced_object")))
+                         bound_object=bound_object_name(referenced) if isinstance(referenced, dict) else None)
     return {**details, "region_names": names}
 
 
 def reasoning_images(store: Store, user_id: Any, session: Any) -> tuple[Any, Any]:
-    """``(heatmap, regions image)`` of the session's shown step, rendered from its stored details at display
-    size (small pixel-art inputs upscaled crisply): the ID Controller's attention over the regions, and the
-    regions as a ``gr.AnnotatedImage`` update whose legend names and colours match the overlay and the table.
-    ``(None, None)`` when no step is shown (or the user has no session yet)."""
+    """``(heatmap, regions image)`` updates of the session's shown step, rendered from its stored details at display
+    size (small pixel-art inputs upscaled crisply): the ID Controller's attention over the regions (a
+    reason-then-edit step: its mask, :func:`mask_image`), and the regions as a ``gr.AnnotatedImage`` update whose
+    legend names and colours match the overlay and the table. ``(None, None)`` when no step is shown (or the user
+    has no session yet)."""
     s = EditSession.from_state(session)
     if s.step_id is None or not isinstance(user_id, str) or not user_id:
         return None, None
@@ -244,16 +252,56 @@ def reasoning_images(store: Store, user_id: Any, session: Any) -> tuple[Any, Any
     else:
         details = named_regions(store, step, details)
     regions = _regions_from_details(details)
-    heatmap = render_attention_heatmap(  # over the crisp display image: blocks stay blocks, the outline is thin
-        display_image(base), regions, details.get("region_attention"),
-        patch_attention=details.get("patch_attention"), bound=details.get("bound_region"),
-    )
+    if render.is_reason_then_edit(details):
+        heatmap = gr.update(value=mask_image(display_image(base), details), label=MASK_LABEL)
+    else:
+        heatmap = gr.update(label=HEATMAP_LABEL, value=render_attention_heatmap(  # over the crisp display image
+            display_image(base), regions, details.get("region_attention"),
+            patch_attention=details.get("patch_attention"), bound=details.get("bound_region"),
+        ))
     value = annotated_regions(base, regions, details)
     labels = [label for _, label in value[1]]
     return heatmap, gr.update(
         value=value, color_map={label: render.region_colour(i) for i, label in enumerate(labels)},
         label=render.regions_label(details),
     )
+
+
+def mask_image(display: PIL.Image.Image, details: dict[str, Any]) -> PIL.Image.Image:
+    """A reason-then-edit's mask over the (display-size) input: the object's mask outlined, the input dimmed outside
+    the edited area (the mask grown by ``mask_dilation``). The plain input when the details hold no mask."""
+    mask, area = _stored_mask(details.get("mask"), display.size), _stored_mask(details.get("edit_area"), display.size)
+    rgb = np.asarray(display.convert("RGB"), dtype=np.float32)
+    if area is not None:
+        rgb = np.where(area[..., None], rgb, rgb * MASK_DIM)
+    if mask is not None and not mask.all():
+        thickness = max(1, round(min(display.size) / 128))
+        rgb[_outline(mask, thickness)] = MASK_OUTLINE
+    return PIL.Image.fromarray(rgb.round().clip(0, 255).astype(np.uint8))
+
+
+def _stored_mask(data: Any, size: tuple[int, int]) -> np.ndarray | None:
+    """(H, W) bool at ``size`` (width, height) from a mask stored as ``ReasonThenEditOutput.to_dict`` writes it."""
+    if not isinstance(data, dict):
+        return None
+    from reasonbrain.regions.container import decode_mask_rle
+
+    try:
+        mask = decode_mask_rle(data["counts"], tuple(data["size"]))
+    except (KeyError, TypeError, ValueError) as err:
+        logger.warning("stored mask could not be decoded: %s", err)
+        return None
+    image = PIL.Image.fromarray(mask.astype(np.uint8) * 255).resize(size, PIL.Image.Resampling.NEAREST)
+    return np.asarray(image) > 127
+
+
+def _outline(mask: np.ndarray, thickness: int) -> np.ndarray:
+    """The pixels of ``mask`` within ``thickness`` of its edge, inside it (the picture's border counts as an edge)."""
+    inner = mask
+    for _ in range(thickness):
+        padded = np.pad(inner, 1, constant_values=False)
+        inner = inner & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return mask & ~inner
 
 
 def annotated_regions(base: PIL.Image.Image, regions: Any, details: dict[str, Any] | None = None
