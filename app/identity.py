@@ -1,8 +1,9 @@
 """Who is the user: a random id held in the browser, or the Hugging Face account on a Space with OAuth.
 
 - Anonymous: each browser gets a random UUID on its first visit, kept in ``localStorage`` through
-  ``gr.BrowserState`` (encrypted with a per-installation secret kept in the data folder, so the id survives
-  server restarts). The user id is the UUID itself.
+  ``gr.BrowserState`` (encrypted with a per-installation secret, so the id survives server restarts: the Space
+  secret ``REASONBRAIN_BROWSER_SECRET`` when set, else a key kept in the data folder, which the history snapshots
+  carry and restore, app/snapshots.py). The user id is the UUID itself.
 - Space with ``hf_oauth: true`` (``OAUTH_CLIENT_ID`` set): a signed-in visitor is ``"hf:<username>"``; the
   browser id is kept as the fallback for visitors who have not signed in.
 
@@ -11,17 +12,22 @@ Nothing here lives in module globals: the resolved id travels in a per-session `
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
+import tempfile
 import uuid
+from collections.abc import Mapping
 
 import gradio as gr
 
 logger = logging.getLogger(__name__)
 
 STORAGE_KEY = "reasonbrain-studio-user"
-SECRET_FILE = ".browser-state-secret"
+SECRET_FILE = ".browser-state-secret"  # in the data folder, mode 0600
+SECRET_ENV = "REASONBRAIN_BROWSER_SECRET"  # a Space secret; takes precedence over the file
+MIN_SECRET_LENGTH = 16
 DEMO_USER = "demo"  # owner of the preloaded demo chains (readable by everyone, editable by no one)
 HF_PREFIX = "hf:"
 
@@ -31,25 +37,53 @@ def oauth_enabled() -> bool:
     return bool(os.environ.get("SPACE_ID") and os.environ.get("OAUTH_CLIENT_ID"))
 
 
-def browser_secret(data_dir: str) -> str:
-    """The key ``gr.BrowserState`` encrypts the id with: created once, then read from ``data_dir``.
+def browser_secret(data_dir: str, env: Mapping[str, str] | None = None) -> str:
+    """The key ``gr.BrowserState`` encrypts the id with: ``REASONBRAIN_BROWSER_SECRET`` when set, else created once
+    in ``data_dir`` (mode 0600) and read from there.
 
     A fresh random key per start (gradio's default) would make every returning browser a new user after a
-    restart. The file is created with mode 0600 and never logged."""
+    restart. The key is never logged. (gradio sends it to the browser, which does the encrypting: it lets an id
+    survive restarts, it hides nothing from the visitor.)"""
+    given = (os.environ if env is None else env).get(SECRET_ENV, "").strip()
+    if given:
+        if not valid_secret(given):
+            raise ValueError(f"{SECRET_ENV} must be one line of at least {MIN_SECRET_LENGTH} characters "
+                             "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+        return given
     os.makedirs(data_dir, exist_ok=True)
-    path = os.path.join(data_dir, SECRET_FILE)
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(secret_path(data_dir), encoding="utf-8") as f:
             secret = f.read().strip()
-        if len(secret) >= 16:
+        if valid_secret(secret):
             return secret
     except FileNotFoundError:
         pass
     secret = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(secret)
+    write_secret(data_dir, secret)
     return secret
+
+
+def secret_path(data_dir: str) -> str:
+    return os.path.join(data_dir, SECRET_FILE)
+
+
+def valid_secret(text: str) -> bool:
+    return len(text) >= MIN_SECRET_LENGTH and len(text.splitlines()) == 1
+
+
+def write_secret(data_dir: str, secret: str) -> None:
+    """Put ``secret`` in place atomically, readable by this user only (mode 0600 from the first byte)."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=data_dir)  # mkstemp creates the file 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(secret)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, secret_path(data_dir))
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def new_browser_id() -> str:

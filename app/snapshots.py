@@ -10,7 +10,14 @@ SQLite stays on local disk (it must not live on a network or bucket mount). A :c
   snapshots beyond the newest ``keep``; unchanged databases are not uploaded again;
 - restores, when the local database does not exist, the newest snapshot whose hash and integrity check pass
   (a partial or corrupt one is skipped), then the missing images: those the history rows reference, and every
-  rating image (``rating-images/`` is never garbage-collected).
+  rating image (``rating-images/`` is never garbage-collected);
+- carries the browser-state secret (``<data_dir>/.browser-state-secret``, app/identity.py), the key anonymous
+  visitors' ids are stored with in their browsers: without it a restored history is unreachable to them. It is
+  uploaded beside each database snapshot (``db/<name>.secret``) to private remotes only, never logged. Restore rule:
+  a full restore (the database is missing, so whatever history the local key belonged to is gone) puts the
+  restored snapshot's key in place, replacing a local one; otherwise a local key is never touched, and a missing
+  one is taken from the newest snapshot that has one (same installation). ``REASONBRAIN_BROWSER_SECRET``, when
+  set, takes precedence over the file in the app and needs none of this.
 
 Remotes: :class:`FolderRemote` (a folder: tests, a mounted bucket) and :class:`HubDatasetRemote` (a Hugging Face
 dataset repo; one commit per snapshot). Every file lands atomically: temp file + ``os.replace`` locally, one
@@ -36,6 +43,7 @@ from typing import Any, Protocol
 from sqlalchemy import create_engine, select, union
 from sqlalchemy.engine import URL
 
+from app import identity
 from app.store import BUSY_TIMEOUT_MS, IMAGES_DIR, ChainRow, StepRow
 
 logger = logging.getLogger(__name__)
@@ -45,6 +53,7 @@ RATING_IMAGES_DIR = "rating-images"  # app.ratings_store.IMAGES_DIR (a test keep
 # content-addressed image folders under data_dir: the history's (GC'd with its rows) and the ratings' (never GC'd)
 IMAGE_DIRS = (IMAGES_DIR, RATING_IMAGES_DIR)
 _DB_NAME = re.compile(r"^db/(\d{8}T\d{6}\d{6}Z)-([0-9a-f]{16})\.sqlite$")
+_DB_SUFFIX, _SECRET_SUFFIX = ".sqlite", ".secret"  # db/<name>.secret: the browser-state secret of db/<name>.sqlite
 _IMAGE_NAME = re.compile(rf"^({'|'.join(map(re.escape, IMAGE_DIRS))})/([0-9a-f]{{2}})/(\2[0-9a-f]{{62}})\.png$")
 _TMP_PREFIX = ".tmp-"
 
@@ -63,6 +72,9 @@ class Remote(Protocol):
 
     def get(self, path: str, dest: str) -> None:
         """Download ``path`` to the local file ``dest``."""
+
+    def is_private(self) -> bool:
+        """Whether only the owner can read it (the browser-state secret goes to private remotes only)."""
 
 
 class FolderRemote:
@@ -95,6 +107,9 @@ class FolderRemote:
     def get(self, path: str, dest: str) -> None:
         shutil.copyfile(self._path(path), dest)
 
+    def is_private(self) -> bool:
+        return True  # files are written 0600 (mkstemp); a mounted bucket is created private (app.deploy)
+
     def _path(self, rel: str) -> str:
         if rel.startswith("/") or any(p in ("", ".", "..") for p in rel.split("/")):
             raise ValueError(f"remote path {rel!r} must be relative and stay inside {self.root}")
@@ -111,6 +126,7 @@ class HubDatasetRemote:
             api = HfApi()  # token from HF_TOKEN or the local login
         self.repo_id, self.api, self.private = repo_id, api, private
         self._created = False
+        self._is_private: bool | None = None
 
     def __repr__(self) -> str:
         return f"HubDatasetRemote({self.repo_id!r})"
@@ -133,6 +149,13 @@ class HubDatasetRemote:
             local = self.api.hf_hub_download(self.repo_id, path, repo_type="dataset", local_dir=tmp)
             shutil.move(local, dest)
 
+    def is_private(self) -> bool:
+        """Asked once: an existing repo keeps its visibility, whatever ``private`` says."""
+        if self._is_private is None:
+            self._ensure_repo()
+            self._is_private = bool(getattr(self.api.repo_info(self.repo_id, repo_type="dataset"), "private", False))
+        return self._is_private
+
     def _ensure_repo(self) -> None:
         if not self._created:
             self.api.create_repo(self.repo_id, repo_type="dataset", private=self.private, exist_ok=True)
@@ -153,13 +176,22 @@ class Snapshotter:
         self._thread: threading.Thread | None = None
         self._remote_images: set[str] | None = None  # what the remote holds, listed once
         self._last_sha: str | None = None
+        self._warned_public = False
 
     # --- restore ----------------------------------------------------------------------------------------------
     def restore_if_missing(self) -> str | None:
         """Before the store opens: when the local database is missing, restore the newest good snapshot and its
-        images. Returns the snapshot's remote path (None: nothing to do). Raises SnapshotError when the remote
-        has snapshots but none passes verification (starting empty would later push out the good history)."""
+        images and its browser-state secret. Returns the snapshot's remote path (None: no database restored; a
+        missing secret may still be). Raises SnapshotError when the remote has snapshots but none passes
+        verification (starting empty would later push out the good history)."""
         if os.path.exists(self.db_path):
+            if not os.path.exists(identity.secret_path(self.data_dir)):
+                try:  # the history is here: serve it even when the remote cannot be reached
+                    listing = self.remote.list_files()
+                    newest_first = sorted((n for n in listing if _DB_NAME.match(n)), reverse=True)
+                    self._restore_secret(newest_first, set(listing))
+                except Exception as err:
+                    logger.warning("browser-state secret not restored (%s): anonymous visitors get new ids", err)
             return None
         listing = self.remote.list_files()
         names = sorted((n for n in listing if _DB_NAME.match(n)), reverse=True)
@@ -186,12 +218,43 @@ class Snapshotter:
         # images first: if this fails, the database is not in place yet and the next start tries again
         ratings = {n for n in listing if n.startswith(RATING_IMAGES_DIR + "/") and _IMAGE_NAME.match(n)}
         self._restore_images(_referenced_images(tmp) | ratings, set(listing))
+        # the restored snapshot's key replaces a local one: the history that key belonged to is gone
+        self._restore_secret([name, *names], set(listing), replace=True)
         for suffix in ("-wal", "-shm", "-journal"):  # leftovers of a lost database must not be replayed onto it
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.db_path + suffix)
         os.replace(tmp, self.db_path)
         logger.info("restored history from %s in %r", name, self.remote)
         return name
+
+    def _restore_secret(self, db_names: Sequence[str], available: set[str], *, replace: bool = False) -> None:
+        """Put the secret paired with the first of ``db_names`` that has one in place (mode 0600), unless a local
+        one exists and ``replace`` is false. A bad or unreadable one is skipped with a warning."""
+        dest = identity.secret_path(self.data_dir)
+        if os.path.exists(dest) and not replace:
+            return
+        rel = next((_secret_name(n) for n in db_names if _secret_name(n) in available), None)
+        if rel is None:
+            return
+        os.makedirs(self.data_dir, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.data_dir, prefix=_TMP_PREFIX) as tmp:  # 0700: readable by us only
+            local = os.path.join(tmp, "secret")
+            try:
+                self.remote.get(rel, local)
+                with open(local, encoding="utf-8") as f:
+                    secret = f.read().strip()
+                if not identity.valid_secret(secret):
+                    raise SnapshotError("not a browser-state secret")
+            except (SnapshotError, OSError, UnicodeDecodeError) as err:
+                logger.warning("browser-state secret %s not restored: %s", rel, err)
+                return
+        if os.path.exists(dest):
+            with open(dest, encoding="utf-8") as f:
+                if f.read().strip() == secret:
+                    return
+            logger.info("replacing the local browser-state secret with the one of the restored snapshot")
+        identity.write_secret(self.data_dir, secret)
+        logger.info("restored the browser-state secret from %s", rel)
 
     def _restore_images(self, wanted: set[str], available: set[str]) -> None:
         for rel in sorted(wanted):
@@ -226,14 +289,21 @@ class Snapshotter:
                 new_images = self._backup(db_copy, os.path.join(tmp, "images"))
                 _verify_db(db_copy)
                 sha = _sha256(db_copy)
-                old = sorted(n for n in self.remote.list_files() if _DB_NAME.match(n))
+                listing = self.remote.list_files()
+                old = sorted(n for n in listing if _DB_NAME.match(n))
                 newest = _DB_NAME.match(old[-1]).group(2) if old else None  # type: ignore[union-attr]
+                secret = self._secret_to_upload()
                 if not new_images and (sha == self._last_sha or sha[:16] == newest):
-                    return None  # nothing changed since the last snapshot
+                    # nothing changed since the last snapshot; one taken before the secret existed gets it now
+                    if secret and old and _secret_name(old[-1]) not in listing:
+                        self.remote.put({_secret_name(old[-1]): secret}, message=f"secret of {old[-1]}")
+                    return None
                 stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-                name = f"{DB_DIR}/{stamp}-{sha[:16]}.sqlite"
+                name = f"{DB_DIR}/{stamp}-{sha[:16]}{_DB_SUFFIX}"
                 drop = (old + [name])[: -self.keep]  # names sort by time
-                self.remote.put({**new_images, name: db_copy}, drop, message=f"snapshot {name}")
+                files = {**new_images, name: db_copy, **({_secret_name(name): secret} if secret else {})}
+                paired = [_secret_name(n) for n in drop if _secret_name(n) in listing]
+                self.remote.put(files, drop + paired, message=f"snapshot {name}")
             self._remote_images |= set(new_images)
             self._last_sha = sha
             logger.info("snapshot %s: %d new image(s), %d old snapshot(s) dropped", name, len(new_images), len(drop))
@@ -263,6 +333,19 @@ class Snapshotter:
             src.close()
             lock.close()
         return staged
+
+    def _secret_to_upload(self) -> str | None:
+        """The local browser-state secret file, when there is one and the remote is private (else None)."""
+        path = identity.secret_path(self.data_dir)
+        if not os.path.isfile(path):
+            return None
+        if not self.remote.is_private():
+            if not self._warned_public:
+                logger.warning("the browser-state secret is not uploaded: %r is not private; after a restart from "
+                               "it anonymous visitors get new ids (set REASONBRAIN_BROWSER_SECRET instead)", self.remote)
+                self._warned_public = True
+            return None
+        return path
 
     def _local_images(self) -> list[str]:
         out = []
@@ -335,6 +418,11 @@ def _referenced_images(db_path: str) -> set[str]:
             return {p for p in conn.execute(stmt).scalars() if _IMAGE_NAME.match(p)}
     finally:
         engine.dispose()
+
+
+def _secret_name(db_name: str) -> str:
+    """``db/<name>.secret`` beside ``db/<name>.sqlite``."""
+    return db_name[: -len(_DB_SUFFIX)] + _SECRET_SUFFIX
 
 
 def _sha256(path: str) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from app import snapshots
+from app import identity, snapshots
 from app.settings import Settings
 from app.snapshots import FolderRemote, HubDatasetRemote, SnapshotError, Snapshotter
 from app.store import Store
@@ -327,3 +327,126 @@ def test_interrupted_restore_leaves_no_database_so_the_next_start_retries(paths)
     assert not db.exists()
     assert Snapshotter(FolderRemote(str(remote_dir)), str(db), str(data)).restore_if_missing() == name
     assert len(list((data / "images").rglob("*.png"))) == 2
+
+
+# --------------------------------------------------------------------------------------- browser-state secret
+def secret_of(data: Path) -> str:
+    return (data / identity.SECRET_FILE).read_text(encoding="utf-8")
+
+
+def mode_of(path: Path) -> str:
+    return oct(path.stat().st_mode & 0o777)
+
+
+def test_browser_secret_travels_with_each_snapshot_and_comes_back_0600(paths, caplog):
+    db, data, remote_dir = paths
+    with Store(str(db), str(data)) as store:
+        edit(store, None, None, 1)
+    secret = identity.browser_secret(str(data), env={})
+    caplog.set_level("DEBUG")
+    name = Snapshotter(FolderRemote(str(remote_dir)), str(db), str(data)).snapshot()
+    paired = remote_dir / name.replace(".sqlite", ".secret")
+    assert paired.read_text(encoding="utf-8") == secret and mode_of(paired) == "0o600"
+    shutil.rmtree(data)  # a new, empty disk
+    assert Snapshotter(FolderRemote(str(remote_dir)), str(db), str(data)).restore_if_missing() == name
+    assert secret_of(data) == secret and mode_of(data / identity.SECRET_FILE) == "0o600"
+    assert identity.browser_secret(str(data), env={}) == secret
+    assert secret not in caplog.text and "restored the browser-state secret" in caplog.text
+    assert not [p for p in data.rglob("*") if ".tmp-" in p.name]
+
+
+def test_restore_rule_for_the_secret(paths):
+    db, data, remote_dir = paths
+    remote = FolderRemote(str(remote_dir))
+    with Store(str(db), str(data)) as store:
+        edit(store, None, None, 1)
+    snapshot_secret = identity.browser_secret(str(data), env={})
+    name = Snapshotter(remote, str(db), str(data)).snapshot()
+    # the database is here: a local key is never replaced (browsers hold values encrypted with it)
+    identity.write_secret(str(data), "another-local-key-0123456789")
+    assert Snapshotter(remote, str(db), str(data)).restore_if_missing() is None
+    assert secret_of(data) == "another-local-key-0123456789"
+    # the database is here but its key was lost: the newest snapshot's key comes back
+    (data / identity.SECRET_FILE).unlink()
+    assert Snapshotter(remote, str(db), str(data)).restore_if_missing() is None
+    assert secret_of(data) == snapshot_secret
+    # full restore (the database is gone, so is the history a local key belonged to): the snapshot's key wins
+    identity.write_secret(str(data), "a-key-of-a-lost-history-0123")
+    wipe(db, data)
+    assert Snapshotter(remote, str(db), str(data)).restore_if_missing() == name
+    assert secret_of(data) == snapshot_secret
+
+
+def test_secret_pairs_follow_retention_and_reach_an_older_snapshot(paths):
+    db, data, remote_dir = paths
+    remote = RecordingRemote(str(remote_dir))
+    with Store(str(db), str(data)) as store:
+        step = edit(store, None, None, 1)
+        first = Snapshotter(remote, str(db), str(data), keep=2).snapshot()  # taken before the key existed
+        assert not [f for f in remote.list_files() if f.endswith(".secret")]
+        secret = identity.browser_secret(str(data), env={})
+        snap = Snapshotter(remote, str(db), str(data), keep=2)  # a restart: the database has not changed
+        assert snap.snapshot() is None
+        assert remote.puts[-1] == ([first.replace(".sqlite", ".secret")], [])
+        names = [first]
+        for seed in (2, 3):
+            step = edit(store, step.chain_id, step.id, seed)
+            names.append(snap.snapshot())
+    kept = sorted(f for f in remote.list_files() if f.startswith("db/"))
+    assert kept == sorted([*names[-2:], *(n.replace(".sqlite", ".secret") for n in names[-2:])])
+    assert all((remote_dir / f).read_text() == secret for f in kept if f.endswith(".secret"))
+
+
+def test_a_bad_remote_secret_is_skipped(paths, caplog):
+    db, data, remote_dir = paths
+    with Store(str(db), str(data)) as store:
+        edit(store, None, None, 1)
+    identity.browser_secret(str(data), env={})
+    name = Snapshotter(FolderRemote(str(remote_dir)), str(db), str(data)).snapshot()
+    (remote_dir / name.replace(".sqlite", ".secret")).write_text("short")
+    shutil.rmtree(data)
+    assert Snapshotter(FolderRemote(str(remote_dir)), str(db), str(data)).restore_if_missing() == name
+    assert not (data / identity.SECRET_FILE).exists() and "not a browser-state secret" in caplog.text
+
+
+class VisibleHubApi(FakeHubApi):
+    def __init__(self, private: bool) -> None:
+        super().__init__()
+        self.private = private
+
+    def repo_info(self, repo_id: str, *, repo_type: str):
+        assert repo_type == "dataset"
+        return type("DatasetInfo", (), {"private": self.private})()
+
+
+@pytest.mark.parametrize("private", [True, False])
+def test_hub_dataset_gets_the_secret_only_when_private(paths, caplog, private):
+    db, data, _ = paths
+    api = VisibleHubApi(private)
+    with Store(str(db), str(data)) as store:
+        step = edit(store, None, None, 1)
+        secret = identity.browser_secret(str(data), env={})
+        snap = Snapshotter(HubDatasetRemote("alice/history", api), str(db), str(data))
+        name = snap.snapshot()
+        edit(store, step.chain_id, step.id, 2)
+        snap.snapshot()
+    secrets_in_repo = [f for f in api.files if f.endswith(".secret")]
+    if private:
+        assert len(secrets_in_repo) == 2 and api.files[name.replace(".sqlite", ".secret")] == secret.encode()
+        assert len(api.commits) == 2  # in the snapshot's own commit
+    else:
+        assert secrets_in_repo == [] and caplog.text.count("is not private") == 1
+    assert secret not in caplog.text
+
+
+class UnreachableRemote(FolderRemote):
+    def list_files(self):
+        raise RuntimeError("connection refused")
+
+
+def test_a_local_history_is_served_when_its_lost_key_cannot_be_fetched(paths, caplog):
+    db, data, remote_dir = paths
+    with Store(str(db), str(data)) as store:
+        edit(store, None, None, 1)
+    assert Snapshotter(UnreachableRemote(str(remote_dir)), str(db), str(data)).restore_if_missing() is None
+    assert "browser-state secret not restored (connection refused)" in caplog.text
