@@ -365,3 +365,15 @@ def test_space_environment(tmp_path):
     assert env["REASONBRAIN_DATA_DIR"] == str(tmp_path / "reasonbrain-studio")
     assert deploy.space_environment({}, data_root=str(tmp_path / "none"))["REASONBRAIN_DATA_DIR"] == "./studio-data"
     assert "REASONBRAIN_PORT" not in deploy.space_environment({"REASONBRAIN_PORT": "9000"}, str(tmp_path))
+
+
+@pytest.mark.parametrize("serve, preset, mode", [("synth", None, None),
+                                                 ("reason_then_edit", "reasonbrain-3b", "reason_then_edit")])
+def test_the_app_reads_the_rendered_variables(tmp_path, serve, preset, mode):
+    from app.settings import Settings
+
+    variables = deploy.serving(manifest_serving(serve, tmp_path)).variables
+    settings = Settings.from_env_and_args([], env={**variables, "REASONBRAIN_DATA_DIR": str(tmp_path / "data")})
+    assert (settings.preset, settings.mode) == (preset, mode)
+    if serve == "synth":
+        assert settings.checkpoint == "checkpoints/synth"  # relative to the Space's folder, where it is copied
