@@ -7,8 +7,9 @@ import os
 import socket
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import PIL.Image
 import pytest
@@ -37,16 +38,17 @@ class RunningApp:
 
 @contextlib.contextmanager
 def launch_app(data_dir: str, *, examples: bool = False, demo_seeds: tuple[int, ...] = (),
-               checkpoint: str | None = None) -> Iterator[RunningApp]:
-    """The app as ``python -m app --preset tiny`` serves it (or ``--checkpoint checkpoint``), in this process on a
-    free port (closed after)."""
+               checkpoint: str | None = None, mode: str | None = None,
+               pipeline_factory: Callable[[], Any] | None = None) -> Iterator[RunningApp]:
+    """The app as ``python -m app --preset tiny [--mode mode]`` serves it (or ``--checkpoint checkpoint``), in this
+    process on a free port (closed after); ``pipeline_factory``: the Engine's pipeline built in code."""
     from app.demo_chains import preload_demo_chains
     from app.ui import create_app, launch_options, queue_options
 
     model = {"preset": None, "checkpoint": checkpoint} if checkpoint else {"preset": "tiny"}
-    settings = Settings(**model, data_dir=data_dir, port=free_port(), examples=examples)
+    settings = Settings(**model, mode=mode, data_dir=data_dir, port=free_port(), examples=examples)
     store = Store(settings.db_path, settings.data_dir)
-    engine = Engine(settings)
+    engine = Engine(settings, pipeline_factory=pipeline_factory)
     engine.load()
     if demo_seeds:
         preload_demo_chains(engine, store, seeds=demo_seeds)

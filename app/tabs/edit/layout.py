@@ -269,9 +269,8 @@ def build(engine: Engine, store: Store, user_state: gr.State) -> EditHandles:
                 regions_table = gr.Dataframe(headers=["#", "Region", "Score", "Attention"], value=[],
                                              datatype=["html", "str", "str", "str"],
                                              column_widths=["13%", "43%", "18%", "26%"],
-                                             label="Regions (attention: not applicable in reason-then-edit mode)"
-                                             if reasons_first else "Regions by attention (★ bound region)",
-                                             interactive=False,
+                                             label="Regions found (no attention in this mode)" if reasons_first
+                                             else "Regions by attention (★ bound region)", interactive=False,
                                              elem_id="regions-table", max_height=330, wrap=True)
             with gr.Column(scale=3, min_width=280):
                 regions_image = gr.AnnotatedImage(label="Regions", height=REGIONS_HEIGHT,

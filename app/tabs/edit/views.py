@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 DISPLAY_SIDE = 384  # heatmap / region images are sent about this large (shown ~320 px high)
 HEATMAP_LABEL = "ID Controller attention"
-MASK_LABEL = "Edit mask: the object outlined, dimmed where the editor could not change pixels"
+MASK_LABEL = "Edit mask (dimmed: unchanged)"  # the object outlined; the editor changed pixels only where bright
 MASK_DIM = 0.35  # brightness kept outside a reason-then-edit's edited area
 MASK_OUTLINE = (0, 255, 255)
 REGION_KEYS = ("region_labels", "region_scores", "region_attention", "bound_region", "region_names",
