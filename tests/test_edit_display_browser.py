@@ -3,7 +3,8 @@
 - the 64 px input and the attention heatmap fill their boxes (at least 256 px on screen), crisply: the input
   with ``image-rendering: pixelated``, the heatmap served nearest-upscaled;
 - the region legend names regions as the table does and in the overlay's colours;
-- the status line shows the step on screen; step 1 comes before its alternatives in the timeline;
+- the status line shows the step on screen and the model and mode that made it (so does its History card); step 1
+  comes before its alternatives in the timeline;
   instructions are shown whole where there is room (examples, timeline, History).
 
 Screenshots go to ``test-artifacts/screenshots/`` (gitignored).
@@ -28,6 +29,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright pac
 VIEWPORTS = [(1280, 720), (1920, 1080)]
 MIN_JUDGED_PX = 256
 ALTERNATIVE = "What would happen if it were night time?"
+MODEL_LABEL = "tiny · ReasonBrain (random weights)"
 
 # The size an <img> is drawn at inside its box (object-fit applied), its natural size and its rendering.
 SHOWN_JS = """img => {
@@ -148,6 +150,7 @@ def test_edit_tab_images_regions_status_and_texts(app, browser, viewport, tmp_pa
         wait_nodes(page, 2)
         wait_status(page, "Showing step 1:")
         assert example_text in page.locator("#edit-status").inner_text()
+        assert f"Model: {MODEL_LABEL}" in page.locator("#edit-status").inner_text()  # the model and its mode
         page.wait_for_selector("#attention-heatmap img")
         page.wait_for_selector("#regions-image img.mask")
         heat = shown(page, "#attention-heatmap img")
@@ -207,6 +210,7 @@ def test_edit_tab_images_regions_status_and_texts(app, browser, viewport, tmp_pa
         card.wait_for()
         assert ALTERNATIVE in " ".join(card.locator(".rb-card-last").inner_text().split())
         assert ALTERNATIVE in card.get_attribute("title")
+        sync_api.expect(card.locator(".rb-card-model")).to_have_text(MODEL_LABEL)
         show_lazy_images(page, "#history-list")
         page.screenshot(path=str(SHOTS / f"history-{size}.png"))
     finally:
