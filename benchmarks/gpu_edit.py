@@ -1,4 +1,5 @@
-"""Real-size speed and memory of one edit: the reasonbrain-3b / -7b presets, random weights, bf16, 512 px.
+"""Real-size speed and memory of one edit: the reasonbrain-3b / -7b presets, random weights, bf16, 512 px, per
+method for comparison (``--methods``: reasonbrain, reason_then_edit, plain_editor; default all three).
 
     python benchmarks/gpu_edit.py --presets reasonbrain-3b reasonbrain-7b --steps 20 50 --json-out gpu_edit.json
     python benchmarks/gpu_edit.py --presets tiny --device cpu --dtype fp32 --steps 2 --repeats 1   # smoke test
@@ -12,6 +13,15 @@ MLLM's [IMG] pass, QFormer, CME, the denoising loop and its mean step, VAE decod
 VAE, text encoder, scheduler and step count (3-way CFG batch, VAE encode of the source + decode; no MLLM,
 FRCE or CME): whole edit / bare edit, and denoising loop / bare denoising loop. The MLLM's LoRA is fused
 (``pipe.fuse_lora()``) unless ``--no-fuse-lora``; ``--cpu-offload`` adds a row with model CPU offload.
+
+Methods (``reasonbrain.pipelines.modes.COMPARISON_METHODS``): ``reasonbrain`` is the table above. Then the preset's
+backbones are built again as ``ReasonThenEditPipeline`` (random weights, directly on the device) and timed per call
+with ``reason_then_edit`` and with ``plain_editor`` (``PlainEditPipeline`` on the SAME editor object: its bare
+baseline), interleaved, ``--repeats`` each after one warm-up: stages MLLM answer, SAM 2 regions, editor (VAE encode,
+CLIP text encoder, denoising loop with latent blending, VAE decode), total, and peak GPU memory. The MLLM answer is
+NOT scripted: EOS is switched off, so every answer runs to ``reason_then_edit.max_new_tokens`` (the worst case;
+the number of answer tokens is reported); a random answer parses to nothing, so the raw instruction is edited
+over the whole picture (no region scoring): the editor's work is the plain editor's plus the latent blend.
 
 Offline substitutes (so the numbers are timing and memory only, never quality):
 - tokenizers: the real presets name Hub tokenizers; the bundled BPE tokenizer (reasonbrain/presets/tokenizer,
@@ -47,9 +57,17 @@ import numpy as np
 import PIL.Image
 import torch
 
-from reasonbrain.configuration import BUNDLED_TOKENIZER, ReasonBrainConfig
+from reasonbrain.configuration import (
+    BUNDLED_TOKENIZER,
+    REASON_THEN_EDIT_MODE,
+    REASONBRAIN_MODE,
+    ReasonBrainConfig,
+)
 from reasonbrain.models.reasonbrain import ReasonBrainModel
+from reasonbrain.pipelines.modes import COMPARISON_METHODS, PLAIN_EDITOR
 from reasonbrain.pipelines.pipeline_reasonbrain import ReasonBrainEditPipeline
+from reasonbrain.pipelines.plain_edit import PlainEditPipeline
+from reasonbrain.pipelines.reason_then_edit import ReasonThenEditPipeline
 from reasonbrain.regions import build_region_proposer
 
 logger = logging.getLogger("gpu_edit")
@@ -129,6 +147,35 @@ def check_token_ids(pipe: ReasonBrainEditPipeline) -> None:
         raise ValueError(f"MLLM tokenizer ({len(model.mllm.tokenizer)} ids) exceeds the embeddings ({mllm_vocab})")
     if len(model.text_tokenizer) > text_vocab:
         raise ValueError(f"text tokenizer ({len(model.text_tokenizer)} ids) exceeds the embeddings ({text_vocab})")
+
+
+def build_methods(
+    preset: str, *, device: torch.device, dtype: torch.dtype, resolution: int | None = None,
+    num_layers: int | None = None, seed: int = 0,
+) -> tuple[ReasonThenEditPipeline, PlainEditPipeline, list[str]]:
+    """The preset's backbones (random weights, built on ``device``) as reason-then-edit, and the plain editor on the
+    same editor object. Returns (reason-then-edit, plain editor, notes)."""
+    config = ReasonBrainConfig.from_preset(preset)
+    notes = []
+    if resolution is not None and resolution != config.resolution:
+        config = config.replace(resolution=resolution)
+    if num_layers is not None:
+        config = reduced_layers(config, num_layers)
+        notes.append(f"REDUCED config: at most {num_layers} layers in the LLM and text encoder (not real-size)")
+    if uses_hub_tokenizers(config):
+        notes.append(f"bundled tokenizer stands in for {config.mllm.tokenizer!r} and {config.text_encoder.tokenizer!r}")
+        config = config.replace(mllm={"tokenizer": BUNDLED_TOKENIZER},
+                                text_encoder={"tokenizer": BUNDLED_TOKENIZER, "tokenizer_subfolder": None})
+    torch.manual_seed(seed)
+    with torch.device(device):
+        rte = ReasonThenEditPipeline.from_config(config)
+    rte.to(device, dtype)
+    rte.reasoner.mllm.base.generation_config.eos_token_id = None  # answers run to max_new_tokens (docstring)
+    if hasattr(rte.region_proposer, "pred_iou_thresh"):
+        rte.region_proposer.pred_iou_thresh = rte.region_proposer.stability_score_thresh = 0.0
+        notes.append("SAM 2 quality filters off (random weights): every point's masks go through NMS")
+    notes.append(f"MLLM answers run to max_new_tokens={config.reason_then_edit.max_new_tokens} (EOS off, not scripted)")
+    return rte, PlainEditPipeline(config=rte.config, editor=rte.editor), notes
 
 
 def parameter_counts(pipe: ReasonBrainEditPipeline) -> dict[str, int]:
@@ -395,6 +442,50 @@ def run_preset(
     result["status"] = "ok"
 
 
+METHOD_STAGES = (("reasoning", "mllm_answer"), ("regions", "sam_regions"), ("edit", "editor"),
+                 ("preprocess", "preprocess"), ("restore", "restore"), ("total", "total"))
+
+
+def run_methods(
+    preset: str, args: argparse.Namespace, device: torch.device, dtype: torch.dtype, result: dict[str, Any],
+    on_row=lambda: None,
+) -> None:
+    """``result["methods"]``: per step count, a row per method (median ms per stage, peak GB)."""
+    names = [m for m in args.methods if m != REASONBRAIN_MODE]
+    if not names:
+        return
+    build_s, (rte, plain, notes) = timed(device, lambda: build_methods(
+        preset, device=device, dtype=dtype, resolution=args.resolution, num_layers=args.num_layers))
+    pipes = {REASON_THEN_EDIT_MODE: rte, PLAIN_EDITOR: plain}
+    image = scene_image(rte.config.resolution)
+    rows: dict[str, Any] = {"build_s": round(build_s, 2), "notes": notes, "runs": {},
+                            "max_new_tokens": rte.config.reason_then_edit.max_new_tokens}
+    result["methods"] = rows
+
+    def edit(name: str, steps: int):
+        return pipes[name](image, INSTRUCTION, seed=0, num_inference_steps=steps)
+
+    for name in names:  # warm-up, not in the timings
+        out = edit(name, args.steps[0])
+        if name == REASON_THEN_EDIT_MODE:
+            rows["answer_tokens"] = len(rte.reasoner.mllm.tokenizer.encode(out.mllm_answer, add_special_tokens=False))
+            rows["mask_source"] = out.mask_source
+    for steps in args.steps:
+        timings: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+        peaks: dict[str, float | None] = {n: None for n in names}
+        for _ in range(args.repeats):
+            for name in names:
+                reset_peak(device)
+                out = edit(name, steps)
+                timings[name].append({key: out.timings.get(stage, 0.0) for stage, key in METHOD_STAGES})
+                if device.type == "cuda":
+                    peaks[name] = max(peaks[name] or 0.0, peak_gb(device))
+        rows["runs"][str(steps)] = {name: {"ms": median_ms(timings[name]), "peak_gb": peaks[name]} for name in names}
+        logger.info("%s, %d steps: %s", preset, steps, ", ".join(
+            f"{n} {rows['runs'][str(steps)][n]['ms']['total']:.0f} ms" for n in names))
+        on_row()
+
+
 def free_device(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
@@ -425,6 +516,13 @@ ROWS = (
 
 
 def markdown(result: dict[str, Any], env: dict[str, Any]) -> str:
+    """The ReasonBrain table (when that method ran, or the failure), then the method rows."""
+    ran = "build_s" in result or result.get("status") != "ok"
+    head = reasonbrain_markdown(result, env) if ran else f"### {result['preset']}\n"
+    return head + "\n" + methods_markdown(result)
+
+
+def reasonbrain_markdown(result: dict[str, Any], env: dict[str, Any]) -> str:
     preset = result["preset"]
     lines = [f"### {preset}", ""]
     if result.get("status") != "ok":
@@ -477,6 +575,25 @@ def markdown(result: dict[str, Any], env: dict[str, Any]) -> str:
     lines.append(targets_line(preset, result, env))
     lines.append("")
     return "\n".join(lines)
+
+
+def methods_markdown(result: dict[str, Any]) -> str:
+    rows = result.get("methods")
+    if not rows or not rows.get("runs"):
+        return ""
+    lines = [f"#### {result['preset']}: methods for comparison (build {rows['build_s']} s; MLLM answer "
+             f"{rows.get('answer_tokens')} tokens of max {rows['max_new_tokens']}, mask: {rows.get('mask_source')})", ""]
+    lines += [f"- {note}" for note in rows["notes"]] + [""]
+    lines += ["| method | steps | MLLM answer | SAM 2 regions | editor (loop + VAE) | total ms | peak GB |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for steps, by_method in rows["runs"].items():
+        for name, row in by_method.items():
+            ms = row["ms"]
+            cells = [f"{ms[k]:.1f}" if ms[k] or name != PLAIN_EDITOR else "–"
+                     for k in ("mllm_answer", "sam_regions", "editor")]
+            lines.append(f"| {name} | {steps} | " + " | ".join(cells) + f" | **{ms['total']:.1f}** | "
+                         f"{row['peak_gb'] if row['peak_gb'] is not None else 'n/a'} |")
+    return "\n".join(lines) + "\n"
 
 
 def targets_line(preset: str, result: dict[str, Any], env: dict[str, Any]) -> str:
@@ -549,6 +666,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="keep the MLLM's LoRA unmerged (default: pipe.fuse_lora(), as an inference server should)")
     ap.add_argument("--num-layers", type=int, default=None,
                     help="cap the LLM / text-encoder depth (a REDUCED model, for checking the build path)")
+    ap.add_argument("--methods", nargs="+", choices=list(COMPARISON_METHODS), default=list(COMPARISON_METHODS),
+                    help="reasonbrain: the ReasonBrain table; reason_then_edit / plain_editor: the method rows")
     ap.add_argument("--json-out", default=None, help="write every number here as JSON")
     args = ap.parse_args(argv)
     if args.repeats < 1 or not args.steps or min(args.steps) < 1:
@@ -569,7 +688,12 @@ def main(argv: list[str] | None = None) -> int:
         result: dict[str, Any] = {"preset": preset}
         results.append(result)
         try:
-            run_preset(preset, args, device, dtype, result, on_row=lambda: write_json(args.json_out, env, results))
+            save = lambda: write_json(args.json_out, env, results)  # noqa: E731
+            if REASONBRAIN_MODE in args.methods:
+                run_preset(preset, args, device, dtype, result, on_row=save)
+            free_device(device)
+            run_methods(preset, args, device, dtype, result, on_row=save)
+            result["status"] = "ok"
         except Exception as err:  # report it, go on with the next preset
             logger.error("%s failed: %s", preset, err)
             traceback.print_exc()

@@ -166,6 +166,33 @@ def test_checkpoint_mode_runs_the_pipeline(world, tmp_path):
     for rid in ["synth-000000", *(r["id"] for r in chain_rows)]:
         with Image.open(out / "edits" / f"{rid}.png") as im:
             assert im.size == (64, 64)
+    made_by = json.loads((out / "method.json").read_text())  # the checkpoint's declared mode, named beside edits/
+    assert (made_by["method"], made_by["model"], made_by["edits"]) == ("reasonbrain", "tiny @ckpt", "edits")
+    assert made_by["records"] == str(world["data"] / "test.jsonl") and made_by["backbones"] == {"checkpoint": str(ckpt)}
+    assert result["settings"]["method"] == "reasonbrain" and result["settings"]["model"] == "tiny @ckpt"
+
+
+def test_method_option_runs_reason_then_edit_on_records_and_chains(world, tmp_path):
+    from tests.method_fixtures import save_backbones_checkpoint
+
+    ckpt = save_backbones_checkpoint(tmp_path / "backbones")
+    out = tmp_path / "out"
+    assert run_cli("--checkpoint", ckpt, "--method", "reason_then_edit", "--data", world["data"], "--limit", 1,
+                   "--steps", 1, "--metrics", "l1", "--chains", "--out", out, "--no-progress") == 0
+    made_by = json.loads((out / "method.json").read_text())
+    assert (made_by["method"], made_by["model"]) == ("reason_then_edit", "tiny @ckpt")
+    assert made_by["backbones"]["mllm"] == str(tmp_path / "backbones" / "mllm") and made_by["settings"]["steps"] == 1
+    chain_rows = json.loads((out / "chains.json").read_text())["records"]
+    for rid in ["synth-000000", *(r["id"] for r in chain_rows)]:
+        with Image.open(out / "edits" / f"{rid}.png") as im:
+            assert im.size == (64, 64)
+    assert "reason_then_edit (tiny @ckpt)" in (out / "chains.md").read_text()
+    # scoring that folder again names the method from its method.json
+    again = tmp_path / "again"
+    assert run_cli("--outputs", out / "edits", "--data", world["data"], "--limit", 1, "--metrics", "l1",
+                   "--out", again, "--no-progress") == 0
+    assert json.loads((again / "metrics.json").read_text())["settings"]["method"] == "reason_then_edit"
+    assert not (again / "method.json").exists()
 
 
 def test_mllm_metric_through_the_suite_with_a_fake_judge(world):

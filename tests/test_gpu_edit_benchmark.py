@@ -65,8 +65,29 @@ def test_benchmark_main_on_the_tiny_preset_writes_every_stage(gpu_edit, tmp_path
     assert run["ratio_edit"] > 0 and run["ratio_denoise"] > 0
     assert run["peak_gb"] is None  # CPU: no CUDA peak memory
     assert result["cpu_offload"]["edit_ms"] > 0
+    # a row per method for comparison: reason-then-edit, and the plain editor (the same editor) as its bare baseline
+    methods = result["methods"]
+    rows = methods["runs"]["2"]
+    assert set(rows) == {"reason_then_edit", "plain_editor"}
+    assert methods["answer_tokens"] == methods["max_new_tokens"]  # EOS off: the answer runs to its token limit
+    rte, plain = rows["reason_then_edit"]["ms"], rows["plain_editor"]["ms"]
+    assert all(rte[k] > 0 for k in ("mllm_answer", "sam_regions", "editor", "total"))
+    assert plain["mllm_answer"] == plain["sam_regions"] == 0.0 and plain["editor"] > 0
+    assert rte["total"] >= rte["mllm_answer"] + rte["sam_regions"] + rte["editor"]
+    assert rows["reason_then_edit"]["peak_gb"] is None  # CPU
     printed = capsys.readouterr().out
     assert "### tiny" in printed and "denoising loop / bare loop" in printed
+    assert "methods for comparison" in printed and "| plain_editor | 2 | – | – |" in printed
+
+
+def test_method_rows_alone(gpu_edit, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert gpu_edit.main(["--presets", "tiny", "--device", "cpu", "--dtype", "fp32", "--steps", "1", "--repeats", "1",
+                          "--methods", "plain_editor", "--json-out", str(out)]) == 0
+    (result,) = json.loads(out.read_text())["results"]
+    assert result["status"] == "ok" and "runs" not in result and set(result["methods"]["runs"]["1"]) == {"plain_editor"}
+    printed = capsys.readouterr().out
+    assert "| plain_editor | 1 |" in printed and "B parameters" not in printed
 
 
 @pytest.mark.parametrize("preset", ["reasonbrain-3b", "reasonbrain-7b"])
@@ -85,6 +106,18 @@ def test_real_presets_build_offline_with_substitute_tokenizers(gpu_edit, preset)
     assert pipe.region_proposer.pred_iou_thresh == pipe.region_proposer.stability_score_thresh == 0.0
     assert pipe.region_proposer.max_regions == pipe.config.frce.max_regions == 32
     assert gpu_edit.parameter_counts(pipe)["total"] > 5e9
+
+
+@pytest.mark.parametrize("preset", ["reasonbrain-3b", "reasonbrain-7b"])
+def test_real_presets_build_reason_then_edit_and_the_plain_editor_offline(gpu_edit, preset):
+    rte, plain, notes = gpu_edit.build_methods(preset, device=torch.device("meta"), dtype=torch.bfloat16)
+    assert plain.editor is rte.editor and type(rte.editor).__name__ == "StableDiffusionInstructPix2PixPipeline"
+    assert rte.editor.unet.config.in_channels == 8 and rte.editor.unet.dtype == torch.bfloat16
+    assert type(rte.reasoner.mllm.base).__name__ == "LlavaForConditionalGeneration"
+    assert rte.reasoner.mllm.base.generation_config.eos_token_id is None
+    assert rte.reasoner.max_new_tokens == rte.config.reason_then_edit.max_new_tokens
+    assert any("bundled tokenizer" in n for n in notes) and any("max_new_tokens" in n for n in notes)
+    assert type(rte.region_proposer.model).__name__ == "Sam2Model" and rte.region_proposer.dtype == torch.float32
 
 
 def test_layer_override_reduces_only_the_transformer_depths(gpu_edit):

@@ -153,6 +153,42 @@ def test_import_formats_gold_and_blinding_of_images(tmp_path):
         assert "alpha" not in path and "beta" not in path
 
 
+def test_import_of_an_evaluate_folder_names_the_method_and_stays_blind(tmp_path, capsys):
+    from reasonbrain.evaluation.method_record import MethodRecord
+
+    records = write_reason50k(tmp_path / "bench", 3)
+    run = tmp_path / "eval-rte"  # what `python -m reasonbrain evaluate --method reason_then_edit` writes
+    (run / "edits").mkdir(parents=True)
+    for i in range(3):
+        picture(700 + i).save(run / "edits" / f"r{i}.png")
+    MethodRecord(method="reason_then_edit", model="reasonbrain-3b", records=str(records)).save(run)
+    ratings = make_ratings(tmp_path)
+    assert ratings.import_method_folder(None, str(run)).added == 3
+    name = "reason_then_edit (reasonbrain-3b)"
+    item = ratings.next_item("local:alice", "absolute")
+    assert {ratings.task_methods(t)[0] for t, _ in ratings.queue("local:alice", "absolute")} == {name}
+    assert "reason_then_edit" not in repr(item) and "reasonbrain-3b" not in repr(item)  # blind
+    # a typed name overrides the record's; records named here override its records
+    assert ratings.import_method_folder("my-rte", str(run / "edits"), records=str(records)).added == 3
+    assert ratings.counts()["outputs"] == 6
+    MethodRecord(method="plain_editor", model="reasonbrain-3b", records=str(tmp_path / "gone.jsonl")).save(run)
+    with pytest.raises(ValueError, match="gone.jsonl.*--records"):
+        ratings.import_method_folder(None, str(run))
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    picture(1).save(bare / "r0.png")
+    with pytest.raises(ValueError, match=r"name the method \(--name\)"):
+        ratings.import_method_folder(None, str(bare), records=str(records))
+    ratings.store.close()
+    # the admin's command line: no --name for such a folder
+    MethodRecord(method="plain_editor", model="reasonbrain-3b", records=str(records)).save(run)
+    base = ["--data-dir", str(tmp_path / "cli")]
+    assert annotators.main([*base, "import-method", "--folder", str(run)]) == 0
+    assert "imported 3 output(s)" in capsys.readouterr().out
+    assert annotators.main([*base, "import-method", "--folder", str(bare), "--records", str(records)]) == 2
+    assert "--name" in capsys.readouterr().err
+
+
 def test_import_steps_from_the_history_store(tmp_path):
     ratings = make_ratings(tmp_path)
     store = ratings.store

@@ -61,9 +61,11 @@ def build_editor(config: ReasonBrainConfig, *, load_backbones: bool = False,
     tokenizer, text_encoder = build_text_encoder(config, False)
     tokenizer.model_max_length = config.text_encoder.max_length  # the pipeline pads prompts to this length
     unet, vae = build_diffusion(config, False)
+    with torch.device("cpu"):  # the scheduler's tables stay on the CPU under any default device (benchmarks)
+        scheduler = make_scheduler(config.diffusion.scheduler)
     editor = StableDiffusionInstructPix2PixPipeline(
         vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-        scheduler=make_scheduler(config.diffusion.scheduler), safety_checker=None, feature_extractor=None,
+        scheduler=scheduler, safety_checker=None, feature_extractor=None,
         requires_safety_checker=False,
     )
     return editor.to(dtype=torch_dtype) if torch_dtype is not None else editor
