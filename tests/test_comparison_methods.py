@@ -108,6 +108,10 @@ def test_the_plain_editor_is_the_editor_alone_on_the_raw_instruction(backbones):
     assert seen == [(1, 2), (2, 2)]
     with pytest.raises(ValueError, match="empty"):
         pipe(path, "  ")
+    assert out.fallbacks == [] and json.loads(out.to_json())["fallbacks"] == []
+    long = pipe(path, "What would happen if " + "it rained and " * 20 + "then?", seed=0, num_inference_steps=1)
+    limit = pipe.editor.tokenizer.model_max_length
+    assert long.fallbacks and f"read only the first {limit} of the instruction's" in long.fallbacks[0]
 
 
 @needs_photos

@@ -33,12 +33,13 @@ class PlainEditOutput:
     instruction: str  # the user's instruction, given to the editor as it is
     timings: dict[str, float]  # seconds per stage
     settings: dict[str, Any] = field(default_factory=dict)
+    fallbacks: list[str] = field(default_factory=list)  # what the editor did not read or blanked, in words
     nsfw_content_detected: list[bool] | None = None  # the editor's safety checker, where it has one
     mode: str = PLAIN_EDITOR
 
     def to_dict(self) -> dict[str, Any]:
         """Everything but the pixels, JSON-serialisable."""
-        return {"mode": self.mode, "seed": self.seed, "instruction": self.instruction,
+        return {"mode": self.mode, "seed": self.seed, "instruction": self.instruction, "fallbacks": list(self.fallbacks),
                 "nsfw_content_detected": self.nsfw_content_detected, "timings": self.timings,
                 "settings": self.settings, "image_size": list(self.images[0].size) if self.images else None}
 
@@ -128,10 +129,14 @@ class PlainEditPipeline:
             images = [restore_size(im, photo.size) for im in result.images]
         timer.finish()
         nsfw = result.nsfw_content_detected
+        tokens, limit = len(base.tokenizer(text).input_ids), base.tokenizer.model_max_length
         return PlainEditOutput(
             images=images,
             seed=seed,
             instruction=text,
+            fallbacks=([f"the editor read only the first {limit} of the instruction's {tokens} tokens"]
+                       if tokens > limit else []) + (
+                ["the editor's safety checker blanked the edit"] if nsfw and any(nsfw) else []),
             nsfw_content_detected=nsfw,
             timings={k: round(v, 4) for k, v in timer.timings.items()},
             settings={
