@@ -54,9 +54,11 @@ TRAIN_HINT = (
     "repo id, or run with --preset tiny (random weights)"
 )
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
-# a preset's checkpoint_hash prefix: its weights (app.render.model_label reads it back)
+# what checkpoint_hash says about the weights (app.render.model_label reads it back): a preset's prefix, and the
+# whole hash of a pipeline built in code
 RANDOM = "random"
 PRETRAINED = "pretrained"
+CUSTOM = "custom"
 
 
 @dataclass
@@ -276,7 +278,7 @@ class Engine:
                 if self.settings.preset:
                     self._hash = f"{PRETRAINED if pretrained else RANDOM}-{self.settings.preset}"
                 elif self._factory is not None and not os.path.isdir(self.settings.checkpoint):
-                    self._hash = "custom"
+                    self._hash = CUSTOM
                 else:
                     self._hash = checkpoint_fingerprint(self._checkpoint_folder())
             return self._hash

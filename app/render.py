@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
 
-from app.engine import RANDOM
+from app.engine import CUSTOM, RANDOM
 from app.store import ChainInfo, ChainTree, StepInfo
 from reasonbrain.binding import SceneEntry
 from reasonbrain.configuration import REASON_THEN_EDIT_MODE, REASONBRAIN_MODE
@@ -122,7 +122,6 @@ def shorten(text: str | None, n: int = 90) -> str:
 
 # ------------------------------------------------------------------------------------------ model and mode
 MODE_NAMES = {REASONBRAIN_MODE: "ReasonBrain", REASON_THEN_EDIT_MODE: "reason-then-edit"}
-CUSTOM_CHECKPOINT = "custom"  # Engine.checkpoint_hash of a pipeline built in code (weights unknown)
 
 
 def model_label(preset: str, mode: str | None, checkpoint_hash: str) -> str:
@@ -133,7 +132,7 @@ def model_label(preset: str, mode: str | None, checkpoint_hash: str) -> str:
     mode = mode or REASONBRAIN_MODE
     if checkpoint_hash.startswith(f"{RANDOM}-"):
         weights: str | None = "random weights"
-    elif checkpoint_hash == CUSTOM_CHECKPOINT:
+    elif checkpoint_hash == CUSTOM:  # a pipeline built in code: its weights are unknown
         weights = None
     elif mode == REASON_THEN_EDIT_MODE:
         weights = "pretrained MLLM + InstructPix2Pix"

@@ -134,6 +134,15 @@ def test_a_checkpoint_is_never_switched_to_a_mode_it_cannot_edit_in(tmp_path):
                pipeline_factory=lambda: _tiny_reasonbrain_pipeline()).load()
 
 
+def test_python_m_app_refuses_a_mode_the_checkpoint_cannot_edit_in(tmp_path, capsys):
+    from app.__main__ import main
+
+    folder = tmp_path / "rte-checkpoint"
+    tiny_config(mode=RTE).save(folder)
+    assert main(["--checkpoint", str(folder), "--mode", REASONBRAIN_MODE, "--data-dir", str(tmp_path / "d")]) == 2
+    assert "holds no trained ReasonBrain modules" in capsys.readouterr().err
+
+
 def _tiny_reasonbrain_pipeline():
     from reasonbrain.pipelines.pipeline_reasonbrain import ReasonBrainEditPipeline
 
