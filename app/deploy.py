@@ -89,7 +89,12 @@ REASON_THEN_EDIT_BODY = """\
 **Model**: the `{preset}` preset's pretrained backbones in reason-then-edit mode, for your own photos:
 `{mllm}` reads the photo and the question and writes an explicit edit, `{sam}` masks the object it names,
 and `{editor}` edits inside that mask (the rest of the photo is kept). No trained ReasonBrain weights are used:
-none exist yet.
+none exist yet. Every result names the model and its mode; the reasoning panel shows the MLLM's outcome, the
+instruction the editor got, the mask and anything that fell back.
+
+**Limits**: this mode was verified offline on tiny random-weight components only; its edit quality, speed and
+memory with these real weights were not measured before this deploy. The editor works at 512 px and reads the
+first 77 tokens of its instruction; the reasoning is only as good as `{mllm}`.
 
 """
 
