@@ -32,7 +32,7 @@ python3 -m reasonbrain.training.recipe show "$RECIPE" --stage "$STAGE" > "$CONFI
 python3 -m reasonbrain.training.recipe data "$RECIPE" --stage "$STAGE" --no-progress 2>&1 | tail -8
 
 log "gpu tests"
-[ -n "${SKIP_TESTS:-}" ] || timeout 120 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py 2>&1 | tail -15
+[ -n "${SKIP_TESTS:-}" ] || timeout 120 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py tests/test_reason_then_edit.py 2>&1 | tail -15
 
 if [ -z "${STEPS:-}" ]; then
 log "calibration: 60 steps"
