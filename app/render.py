@@ -276,14 +276,16 @@ def region_colour(index: int) -> str:
     return REGION_COLOURS[index % len(REGION_COLOURS)]
 
 
-def _labels(details: Mapping[str, Any]) -> list[str]:
+def region_labels(details: Mapping[str, Any]) -> list[str]:
+    """A step's region labels: stored beside its regions (ReasonBrain), else read from them (reason-then-edit)."""
     labels = list(details.get("region_labels") or [])
     if not labels and isinstance(details.get("regions"), Mapping):
         labels = list(details["regions"].get("labels") or [])
     return labels
 
 
-def _scores(details: Mapping[str, Any]) -> list[float]:
+def region_scores(details: Mapping[str, Any]) -> list[float]:
+    """A step's region mask scores, found as :func:`region_labels` finds the labels."""
     scores = list(details.get("region_scores") or [])
     if not scores and isinstance(details.get("regions"), Mapping):
         scores = list(details["regions"].get("scores") or [])
@@ -293,7 +295,7 @@ def _scores(details: Mapping[str, Any]) -> list[float]:
 def region_name(details: Mapping[str, Any], index: int) -> str:
     """``"2 · “candle” · red, left ★"``: number, name (``region_names`` when stored with the details, else the
     backend's label) and the bound mark. The same text in the table, the legend and the region info."""
-    names = list(details.get("region_names") or []) or _labels(details)
+    names = list(details.get("region_names") or []) or region_labels(details)
     name = names[index] if 0 <= index < len(names) else f"region {index + 1}"
     mark = f" {BOUND_MARK}" if details.get("bound_region") == index else ""
     return f"{index + 1} · {name}{mark}"
@@ -309,7 +311,7 @@ def proposer_text(details: Mapping[str, Any]) -> str | None:
     """What produced the regions (``"colour segmenter"``, ``"SAM 2"``), from the stored backend or the labels."""
     from reasonbrain.region_names import proposer_name
 
-    return proposer_name(details.get("region_backend"), _labels(details))
+    return proposer_name(details.get("region_backend"), region_labels(details))
 
 
 def _from(proposer: str | None) -> str:
@@ -321,7 +323,7 @@ def _from(proposer: str | None) -> str:
 
 def regions_summary(details: Mapping[str, Any]) -> str:
     """One line under the region image: how many regions, which proposer, what ★ means, what a click does."""
-    labels = _labels(details)
+    labels = region_labels(details)
     if is_reason_then_edit(details):
         found = (f"{len(labels) - 1} object region{'s' if len(labels) != 2 else ''} and the background"
                  f"{esc(_from(proposer_text(details)))}. " if labels else "No regions for this step. ")
@@ -341,8 +343,8 @@ def regions_summary(details: Mapping[str, Any]) -> str:
 def region_rows(details: Mapping[str, Any]) -> list[list[Any]]:
     """``[swatch + #, name, score, attention]`` per region, most attended first (the bound object marked ★).
     The first cell is HTML (a swatch in the region's overlay colour; the background has none)."""
-    labels = _labels(details)
-    scores = _scores(details)
+    labels = region_labels(details)
+    scores = region_scores(details)
     attention = details.get("region_attention")
     rows = []
     for i, _label in enumerate(labels):
@@ -358,10 +360,10 @@ def region_rows(details: Mapping[str, Any]) -> list[list[Any]]:
 
 def region_info(details: Mapping[str, Any], index: int) -> str:
     """Markdown for one selected region (``index`` into the regions, in their stored order)."""
-    labels = _labels(details)
+    labels = region_labels(details)
     if not 0 <= index < len(labels):
         return "Select a region in the image to see its name, score and attention."
-    scores = _scores(details)
+    scores = region_scores(details)
     attention = details.get("region_attention") or []
     score = scores[index] if index < len(scores) else None
     att = attention[index] if index < len(attention) else None
@@ -372,8 +374,9 @@ def region_info(details: Mapping[str, Any], index: int) -> str:
     bound = " — **the region the instruction was bound to**" if details.get("bound_region") == index else ""
     proposer = proposer_text(details)
     source = f" · found by {'' if proposer[:1].isupper() else 'the '}{esc(proposer)}" if proposer else ""
-    return (f"**Region {esc(region_name(details, index))}**{bound}  \n"
-            f"mask score {_num(score, 3)} · ID-Controller attention {_pct(att)}{rank}{source}")
+    attended = ("attention not applicable in reason-then-edit mode" if is_reason_then_edit(details)
+                else f"ID-Controller attention {_pct(att)}{rank}")
+    return f"**Region {esc(region_name(details, index))}**{bound}  \nmask score {_num(score, 3)} · {attended}{source}"
 
 
 def _scene_line(details: Mapping[str, Any]) -> list[str]:

@@ -176,6 +176,9 @@ def test_reason_then_edit_result_shows_model_mode_reasoning_and_mask(rte_engine,
     assert "**Fallbacks:** none" in md and "Object token" not in md and "Bound region" not in md
     assert "not applicable in reason-then-edit mode" in view.region_info and "The edit mask:" in view.region_info
     assert [row[3] for row in view.regions_table] == ["—", "—"]  # no attention: one region and the background
+    clicked = edit.region_info(view.session, 0)  # a click on the region (the session keeps labels and scores)
+    assert clicked.startswith("**Region 1 · brown, centre**") and "mask score 1.000" in clicked
+    assert "attention not applicable in reason-then-edit mode · found by SAM 2" in clicked
 
     heatmap, regions = edit.reasoning_images(store, ALICE, view.session)
     assert heatmap["label"] == MASK_LABEL

@@ -33,7 +33,7 @@ MASK_LABEL = "Edit mask (dimmed: unchanged)"  # the object outlined; the editor 
 MASK_DIM = 0.35  # brightness kept outside a reason-then-edit's edited area
 MASK_OUTLINE = (0, 255, 255)
 REGION_KEYS = ("region_labels", "region_scores", "region_attention", "bound_region", "region_names",
-               "region_backend")  # what the session keeps of the shown step's regions
+               "region_backend", "mode")  # what the session keeps of the shown step's regions (and its mode)
 
 
 class _Keep:
@@ -164,7 +164,7 @@ def step_view(
         if not os.path.isfile(path):
             raise FileNotFoundError(f"stored image missing: {path}")
     details = named_regions(store, step, details)
-    session = dataclasses.replace(session, regions={k: details.get(k) for k in REGION_KEYS})
+    session = dataclasses.replace(session, regions=shown_regions(details))
     view = EditView(
         session=session,
         slider=(before, after),
@@ -213,6 +213,13 @@ def step_status(tree: ChainTree, step: StepInfo) -> str:
             f" `{render.esc(step.checkpoint_hash)}`")
 
 
+def shown_regions(details: dict[str, Any]) -> dict[str, Any]:
+    """What the session keeps of the shown step's regions (``REGION_KEYS``), labels and scores wherever the step's
+    details hold them."""
+    kept = {k: details.get(k) for k in REGION_KEYS}
+    return {**kept, "region_labels": render.region_labels(details), "region_scores": render.region_scores(details)}
+
+
 # --------------------------------------------------------------------------------------------- reasoning images
 def named_regions(store: Store, step: StepInfo, details: dict[str, Any]) -> dict[str, Any]:
     """``details`` plus ``region_names``: each region named from the step's input image (colour, position, the
@@ -247,7 +254,7 @@ def reasoning_images(store: Store, user_id: Any, session: Any) -> tuple[Any, Any
         base = store.load_image(step.input_image)
     details = step.details or {}
     shown = s.regions or {}
-    if shown.get("region_names") and shown.get("region_labels") == details.get("region_labels"):
+    if shown.get("region_names") and shown.get("region_labels") == render.region_labels(details):
         details = {**details, "region_names": shown["region_names"]}  # named by step_view already
     else:
         details = named_regions(store, step, details)
