@@ -141,10 +141,9 @@ def model_label(preset: str, mode: str | None, checkpoint_hash: str) -> str:
     return f"{preset} · {MODE_NAMES.get(mode, mode)}" + (f" ({weights})" if weights else "")
 
 
-def step_model_label(step: StepInfo, details: Mapping[str, Any] | None = None) -> str:
-    """:func:`model_label` of a stored step (its details, loaded or passed in, hold the mode)."""
-    details = step.details if details is None else details
-    return model_label(step.preset, (details or {}).get("mode"), step.checkpoint_hash)
+def step_model_label(step: StepInfo) -> str:
+    """:func:`model_label` of a stored step (its details, when loaded, hold the mode)."""
+    return model_label(step.preset, (step.details or {}).get("mode"), step.checkpoint_hash)
 
 
 # --------------------------------------------------------------------------------------------- chain timeline
