@@ -3,7 +3,8 @@
 Each demo chain is a ``reasonbrain.synthworld.sample_chain(seed)``: a rendered scene and 2-3 hypothetical
 instructions where every step edits the previous result. The engine really runs them (so the Presenter shows
 what this checkpoint does), and they are stored under the ``demo`` user with ``is_demo=True``: every visitor
-can replay them in the Presenter tab, nobody can edit them.
+can replay them in the Presenter tab, nobody can edit them. In reason-then-edit mode none are preloaded: its
+pretrained backbones would make real (GPU) edits of synthetic scenes at start-up, which show little of a photo model.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from app.engine import EditRequest, Engine
 from app.identity import DEMO_USER
 from app.store import ChainInfo, NotFound, Store
+from reasonbrain.configuration import REASON_THEN_EDIT_MODE
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +27,10 @@ def preload_demo_chains(engine: Engine, store: Store, *, seeds: Sequence[int] = 
     """Create the demo chains unless the store already has some. Returns the chains created (maybe none).
 
     A chain that fails half-way is removed again, so a restart retries cleanly."""
+    if engine.mode == REASON_THEN_EDIT_MODE:
+        logger.info("reason-then-edit mode: no demo chains preloaded (no start-up edits); the Presenter offers "
+                    "users' own chains")
+        return []
     if store.has_demo_chains():
         return []
     from reasonbrain.synthworld import sample_chain

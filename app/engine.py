@@ -407,19 +407,38 @@ class Engine:
         return InstructionLength(chars=len(normalised), max_chars=MAX_INSTRUCTION_CHARS, tokens=tokens,
                                  max_tokens=max_tokens)
 
+    @property
+    def photo_examples(self) -> bool:
+        """What the app offers as examples (the one rule): photos (``app.photo_examples``) when the model edits
+        photos, i.e. in reason-then-edit mode unless it is synth-only; else the synthetic world's scenes (a
+        ReasonBrain model: trained on that world, or a preset's random weights)."""
+        return self.mode == REASON_THEN_EDIT_MODE and not self.synth_only
+
     def example_images(self) -> list[tuple[PIL.Image.Image, str]]:
-        """~6 synthetic scenes at the model's resolution, each with an instruction (computed once)."""
+        """Example images, each with an instruction (computed once): ~6 synthetic scenes at the model's resolution,
+        or the photos an installed package ships (none when they are missing); see ``photo_examples``."""
+        photos = self.photo_examples
         resolution = self._config().resolution  # outside the cache lock (it may load a custom pipeline)
         with self._cache_lock:
             if self._examples is None:
-                from reasonbrain.synthworld import sample_scene
+                if photos:
+                    from app.photo_examples import example_photos
 
-                samples = [sample_scene(seed=i, resolution=resolution) for i in range(NUM_EXAMPLES)]
-                self._examples = [(s.src, s.record.instruction) for s in samples]
+                    self._examples = example_photos()
+                else:
+                    from reasonbrain.synthworld import sample_scene
+
+                    samples = [sample_scene(seed=i, resolution=resolution) for i in range(NUM_EXAMPLES)]
+                    self._examples = [(s.src, s.record.instruction) for s in samples]
             return [(im.copy(), text) for im, text in self._examples]
 
     def example_instructions(self) -> dict[str, list[str]]:
-        """A few instructions per reasoning category (physical, temporal, causal, story)."""
+        """A few instructions per reasoning category (physical, temporal, causal, story): the synthetic world's, or
+        ones written for photos (see ``photo_examples``)."""
+        if self.photo_examples:
+            from app.photo_examples import example_instructions as photo_instructions
+
+            return photo_instructions()
         from reasonbrain.synthworld import example_instructions
 
         return example_instructions()

@@ -20,11 +20,17 @@ from app.ratings_store import RatingStore
 from app.settings import Settings
 from app.store import Store
 from app.tabs import edit, history, presenter, rate
+from reasonbrain.configuration import REASON_THEN_EDIT_MODE
 
 TITLE = "ReasonBrain Studio"
 INTRO = (
     "Ask *what would happen if…* about an image and get the edit, with the model's reasoning made visible: "
     "the object it bound your instruction to, the regions it attended to, and every step of a multi-hop chain."
+)
+INTRO_REASON_THEN_EDIT = (
+    "Reason-then-edit mode: an MLLM reasons about your *what would happen if…* instruction and writes an explicit "
+    "edit, SAM 2 masks the object it names, and InstructPix2Pix edits only inside that mask. "
+    "The models are pretrained ones, not trained ReasonBrain weights (there are none yet)."
 )
 
 CSS = """
@@ -111,7 +117,7 @@ def build_app(engine: Engine, store: Store, *, rate_ctx: rate.RateContext | None
         user_state = gr.State(None)
         with gr.Row(equal_height=True, elem_id="app-header"):
             with gr.Column(scale=4):
-                gr.Markdown(f"# {TITLE}\n{INTRO}")
+                gr.Markdown(f"# {TITLE}\n{intro(engine)}", elem_id="app-intro")
             with gr.Column(scale=1, min_width=200):
                 badge = gr.Markdown(identity.describe(None), elem_id="user-badge")
                 if identity.oauth_enabled():
@@ -169,6 +175,11 @@ def build_app(engine: Engine, store: Store, *, rate_ctx: rate.RateContext | None
             _open_by_id, [user_state, chain_id_box], [*edit_h.view_outputs, tabs], api_name="open_chain"))
     return demo, AppHandles(edit=edit_h, history=hist_h, presenter=pres_h, rate=rate_h, user_state=user_state,
                             browser_id=browser_id, tabs=tabs)
+
+
+def intro(engine: Engine) -> str:
+    """The header's text: what happens to an image in the mode being served."""
+    return INTRO_REASON_THEN_EDIT if engine.mode == REASON_THEN_EDIT_MODE else INTRO
 
 
 def queue_options(settings: Settings) -> dict[str, Any]:

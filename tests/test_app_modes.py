@@ -235,3 +235,62 @@ def test_reasonbrain_result_and_history_name_the_model_and_old_rows_read_as_reas
     assert history.list_chains(store, ALICE).models[step.chain_id] == "synth · ReasonBrain (trained)"
     assert edit.step_payload(store.get_step(ALICE, step.id))["mode"] == REASONBRAIN_MODE
     assert "synth · ReasonBrain (trained)" in edit.select_step(store, ALICE, {"chain_id": step.chain_id}, step.id).status
+
+
+# --- what the app offers per mode: examples, the intro, demo chains ---------------------------------------------------
+def test_reason_then_edit_app_offers_photos_and_says_what_happens(tmp_path, store):
+    from app import photo_examples, ui
+    from app.tabs.edit.handlers import PROMPT_HINT
+
+    eng = Engine(Settings(preset="tiny", mode=RTE, data_dir=str(tmp_path)), pipeline_factory=scripted_pipeline)
+    intro = ui.intro(eng)
+    assert eng.photo_examples and intro == ui.INTRO_REASON_THEN_EDIT and intro.startswith("Reason-then-edit mode:")
+    assert "an MLLM reasons about" in intro and "writes an explicit edit, SAM 2 masks the object" in intro
+    assert "InstructPix2Pix edits only inside that mask." in intro and "not trained ReasonBrain weights" in intro
+    _, h = ui.build_app(eng, store)
+    assert h.edit.prompt.placeholder == photo_examples.PROMPT_HINT != PROMPT_HINT
+    samples = [s[0] for d in h.edit.instruction_examples for s in d.samples]
+    assert samples == [render.esc(t) for texts in photo_examples.INSTRUCTIONS.values() for t in texts]
+    if photo_examples.photo_folder() is None:
+        assert h.edit.examples is None  # no photos installed: no image examples, no crash
+        return
+    assert h.edit.examples.dataset.label == "Example photos (click one: image and instruction)"
+    rows = h.edit.examples.examples
+    assert [r[1] for r in rows] == [text for _, text in photo_examples.PHOTOS]
+    assert all(r[0].endswith(".jpg") and PIL.Image.open(r[0]).size != (64, 64) for r in rows)
+
+
+def test_missing_photos_build_the_edit_tab_without_image_examples(tmp_path, store, monkeypatch):
+    from app import photo_examples, ui
+
+    monkeypatch.setattr(photo_examples, "photo_folder", lambda: None)
+    eng = Engine(Settings(preset="tiny", mode=RTE, data_dir=str(tmp_path)), pipeline_factory=scripted_pipeline)
+    _, h = ui.build_app(eng, store)
+    assert h.edit.examples is None and len(h.edit.instruction_examples) == 4
+
+
+def test_a_reasonbrain_app_keeps_the_synthetic_worlds_examples_and_intro(tmp_path, store):
+    from app import ui
+    from app.tabs.edit.handlers import PROMPT_HINT
+
+    eng = Engine(Settings(preset="tiny", data_dir=str(tmp_path)))
+    assert not eng.photo_examples and ui.intro(eng) == ui.INTRO
+    _, h = ui.build_app(eng, store)
+    assert h.edit.examples.dataset.label == "Example scenes (click one: image and instruction)"
+    assert h.edit.prompt.placeholder == PROMPT_HINT
+    assert all(PIL.Image.open(r[0]).size == (64, 64) and r[0].endswith(".png") for r in h.edit.examples.examples)
+
+
+def test_reason_then_edit_preloads_no_demo_chains_and_the_presenter_says_so(rte_engine, store, cheetah, caplog):
+    from app.demo_chains import preload_demo_chains
+    from app.tabs import presenter
+
+    with caplog.at_level("INFO", logger="app.demo_chains"):
+        assert preload_demo_chains(rte_engine, store, seeds=(1,)) == []
+    assert "reason-then-edit mode: no demo chains preloaded" in caplog.text
+    assert not store.has_demo_chains()
+    dropdown, _, header, *_ = presenter.enter(store, ALICE)
+    assert dropdown["choices"] == [] and header == presenter.NO_CHAINS and "Edit tab" in header
+    view = edit.run_edit(rte_engine, store, ALICE, None, cheetah, INSTRUCTION, *FAST)  # the user's own chain
+    dropdown, _, header, *_ = presenter.enter(store, ALICE)
+    assert [v for _, v in dropdown["choices"]] == [view.session["chain_id"]] and "Step 1 of 1" in header

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+import PIL.Image
 import pytest
 
 from app.tabs.edit.views import MASK_LABEL
@@ -130,3 +131,59 @@ def test_bundled_synth_app_names_its_model(browser, tmp_path):
             sync_api.expect(page.locator("#history-list .rb-card-model").first).to_have_text(SYNTH_LABEL)
         finally:
             context.close()
+
+
+# --- what a photo app offers: photo examples, the intro, no demo chains ------------------------------------------------
+@pytest.fixture(scope="module")
+def photo_app(tmp_path_factory):
+    """As ``python -m app --preset tiny --mode reason_then_edit`` serves it, examples on; the demo chains it is asked
+    to preload are not (reason-then-edit mode)."""
+    with launch_app(str(tmp_path_factory.mktemp("photo-app")), examples=True, demo_seeds=(1,),
+                    mode=REASON_THEN_EDIT_MODE, pipeline_factory=scripted_pipeline) as running:
+        yield running
+
+
+THUMBS_JS = """() => [...document.querySelectorAll('#example-scenes img')].map(i => {
+  const r = i.getBoundingClientRect();
+  return {natural: [i.naturalWidth, i.naturalHeight], box: [r.left, r.top, r.width, r.height]}; })"""
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS, ids=[f"{w}x{h}" for w, h in VIEWPORTS])
+def test_photo_app_offers_photo_examples_says_what_happens_and_presents_no_demo(photo_app, browser, viewport):
+    from app.photo_examples import PHOTOS, PROMPT_HINT
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    width, height = viewport
+    context, page = open_page(browser, photo_app, width, height)
+    try:
+        intro = page.locator("#app-intro")
+        sync_api.expect(intro).to_contain_text("Reason-then-edit mode: an MLLM reasons about")
+        sync_api.expect(intro).to_contain_text("InstructPix2Pix edits only inside that mask")
+        prompt = page.locator("#prompt").get_by_role("textbox")
+        assert prompt.get_attribute("placeholder") == PROMPT_HINT
+        sync_api.expect(page.locator("#example-scenes")).to_contain_text("Example photos")
+        page.locator("#example-scenes").scroll_into_view_if_needed()
+        page.wait_for_function("() => { const im = [...document.querySelectorAll('#example-scenes img')];"
+                               f" return im.length === {len(PHOTOS)} && im.every(i => i.complete && i.naturalWidth); }}")
+        thumbs = page.evaluate(THUMBS_JS)
+        assert all(t["natural"] != [64, 64] and min(t["natural"]) >= 256 for t in thumbs), thumbs  # photos
+        assert all(t["box"][2] == t["box"][3] == 96 for t in thumbs), thumbs  # one square size, any shape
+        boxes = sorted(t["box"] for t in thumbs)
+        assert all(a[0] + a[2] <= b[0] or a[1] + a[3] <= b[1] for a, b in zip(boxes, boxes[1:])), boxes  # apart
+        assert all(b[0] + b[2] <= width for b in boxes)
+        page.screenshot(path=str(SHOTS / f"modes-photo-{width}x{height}-edit.png"))
+
+        page.locator("#example-scenes img").first.click()  # a photo fills the image and the instruction
+        sync_api.expect(prompt).to_have_value(PHOTOS[0][1])
+        page.wait_for_function("() => document.querySelector('#input-image img')?.naturalWidth > 0")
+        natural = page.locator("#input-image img").evaluate("i => [i.naturalWidth, i.naturalHeight]")
+        assert natural == list(PIL.Image.open(GRADIO_IMAGES / PHOTOS[0][0]).size)
+        assert page.locator("#input-image img").get_attribute("data-rb-pixel-art") is None  # smooth, not pixelated
+        page.screenshot(path=str(SHOTS / f"modes-photo-{width}x{height}-picked.png"), full_page=True)
+
+        page.get_by_role("tab", name="Presenter").click()
+        sync_api.expect(page.locator("#presenter-header")).to_contain_text("No chains to present yet")
+        assert "Demo" not in page.locator("#presenter-chain").inner_text()
+        page.screenshot(path=str(SHOTS / f"modes-photo-{width}x{height}-presenter.png"))
+    finally:
+        context.close()

@@ -275,3 +275,48 @@ def test_settings_bad_values(argv, env, match):
 def test_engine_fuses_the_lora_of_pipelines_it_builds(engine):
     engine.load()
     assert engine._pipeline.model.mllm.uses_lora and engine._pipeline.lora_fused
+
+
+# --- examples per model: the synthetic world's scenes, or photos ---------------------------------------------------
+def test_a_reasonbrain_model_offers_the_synthetic_worlds_examples_unchanged(engine):
+    from reasonbrain.synthworld import example_instructions, sample_scene
+
+    assert not engine.photo_examples
+    scenes = [sample_scene(seed=i, resolution=64) for i in range(6)]
+    examples = engine.example_images()
+    assert [text for _, text in examples] == [s.record.instruction for s in scenes]
+    assert all(np.array_equal(np.asarray(im), np.asarray(s.src)) for (im, _), s in zip(examples, scenes, strict=True))
+    assert engine.example_instructions() == example_instructions()
+
+
+def test_reason_then_edit_offers_photos_and_instructions_written_for_them(tmp_path):
+    from app import photo_examples
+    from reasonbrain.configuration import REASON_THEN_EDIT_MODE
+
+    folder = photo_examples.photo_folder()
+    if folder is None:
+        pytest.skip("gradio's media_assets/images not found")
+    eng = Engine(Settings(preset="tiny", mode=REASON_THEN_EDIT_MODE, data_dir=str(tmp_path)))
+    assert eng.photo_examples and not eng.loaded
+    examples = eng.example_images()
+    assert 3 <= len(examples) <= 6 and not eng.loaded  # photos need no model
+    assert [text for _, text in examples] == [text for _, text in photo_examples.PHOTOS]
+    for (image, _), (name, _) in zip(examples, photo_examples.PHOTOS, strict=True):
+        with PIL.Image.open(folder / name) as original:
+            assert image.mode == "RGB" and image.size == original.size and min(image.size) >= 256
+    assert "cheetah" in examples[0][1] and "muddy river" in examples[0][1]
+    cats = eng.example_instructions()
+    assert cats == photo_examples.INSTRUCTIONS and set(cats) == {"physical", "temporal", "causal", "story"}
+    assert all(len(texts) == 3 and all(t.endswith("?") for t in texts) for texts in cats.values())
+    cats["physical"].append("changed")  # a copy: the next call is unchanged
+    assert eng.example_instructions() == photo_examples.INSTRUCTIONS
+
+
+def test_missing_example_photos_mean_no_image_examples_but_instructions_still(tmp_path, monkeypatch):
+    from app import photo_examples
+    from reasonbrain.configuration import REASON_THEN_EDIT_MODE
+
+    assert photo_examples.example_photos(tmp_path) == []  # a folder without them
+    monkeypatch.setattr(photo_examples, "photo_folder", lambda: None)  # gradio's folder not there
+    eng = Engine(Settings(preset="tiny", mode=REASON_THEN_EDIT_MODE, data_dir=str(tmp_path)))
+    assert eng.example_images() == [] and eng.example_instructions() == photo_examples.INSTRUCTIONS

@@ -24,6 +24,8 @@ from app.errors import refusal, user_errors
 from app.store import ChainTree, NotFound, Store
 
 LIMIT = 100
+NO_CHAINS = ('<div class="rb-present-empty">No chains to present yet: edit an image in the Edit tab (every edit '
+             'starts a chain), then come back here.</div>')
 LONG_INSTRUCTION_CHARS = 90  # longer ones are set smaller (CSS .rb-present-long)
 
 
@@ -228,8 +230,10 @@ def enter(store: Store, user_id: Any, current: Any = None) -> tuple[Any, ...]:
     st = _state(current)
     if st["chain_id"] and any(v == st["chain_id"] for _, v in choices):
         return (gr.update(choices=choices, value=st["chain_id"]), *(gr.skip() for _ in range(7)))
-    if not choices:
-        return (gr.update(choices=[], value=None), *_view(empty_state()).to_updates())
+    if not choices:  # nothing to pick: say where chains come from
+        view = _view(empty_state())
+        view.header = NO_CHAINS
+        return (gr.update(choices=[], value=None), *view.to_updates())
     first = choices[0][1]
     return (gr.update(choices=choices, value=first), *open_presentation(store, user_id, first).to_updates())
 

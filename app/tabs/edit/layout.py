@@ -4,6 +4,7 @@ images, the domain warning)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import gradio as gr
 from app import render
 from app.components import UploadImage
 from app.engine import Engine
+from app.photo_examples import PROMPT_HINT as PHOTO_PROMPT_HINT
 from app.store import Store
 from app.tabs.edit.domain import DOMAIN_CSS, domain_notice
 from app.tabs.edit.handlers import (
@@ -44,6 +46,7 @@ from reasonbrain.seeds import MAX_SEED
 
 HEATMAP_HEIGHT = 340
 REGIONS_HEIGHT = 440  # the image and its legend (one line per 2-3 regions)
+PHOTO_EXAMPLES_CLASS = "rb-photo-examples"  # example photos of any shape, shown as same-size squares (CSS)
 PIXEL_ART_MAX_PX = 128  # inputs no larger than this are pixel art: upscaled with nearest neighbour on screen
 # after an exception (a bug, or a request gradio itself refused): its notice says why
 FAILED_MESSAGE = ("<strong>The edit did not run</strong> (the notice at the top right says why). Your image and "
@@ -67,6 +70,8 @@ CSS = """
   object-fit: contain; }
 #input-image img[data-rb-pixel-art], #example-scenes img[data-rb-pixel-art],
 #result-slider img[data-rb-pixel-art] { image-rendering: pixelated; }
+.rb-photo-examples #example-scenes .gallery-item .container { width: 96px; max-width: none; height: 96px; }
+.rb-photo-examples #example-scenes .gallery-item img { width: 100%; height: 100%; object-fit: cover; }
 #regions-table .rb-swatch { display: inline-block; width: 0.85em; height: 0.85em; border-radius: 3px;
   margin-right: 6px; vertical-align: -0.1em; }
 #regions-table .rb-swatch-none { border: 1px dashed var(--border-color-primary); }
@@ -162,20 +167,35 @@ class EditHandles:
 
 
 def example_files(engine: Engine) -> list[list[str]]:
-    """The engine's example scenes written once to a temp folder (not the store: they are not user data)."""
+    """The engine's example images written once to a temp folder (not the store: they are not user data); photos
+    as JPEG (small), the synthetic scenes as PNG (crisp)."""
     folder = tempfile.mkdtemp(prefix="reasonbrain-examples-")
+    suffix = "jpg" if engine.photo_examples else "png"
     rows = []
     for i, (image, instruction) in enumerate(engine.example_images()):
-        path = os.path.join(folder, f"example-{i}.png")
+        path = os.path.join(folder, f"example-{i}.{suffix}")
         image.save(path)
         rows.append([path, instruction])
     return rows
+
+
+def _examples(engine: Engine, rows: list[list[str]], inputs: list[Any]) -> gr.Examples:
+    """The example images (click one: it fills the image and the instruction); photos in a box whose CSS shows
+    them as same-size squares (``PHOTO_EXAMPLES_CLASS``), the synthetic scenes as gradio draws them."""
+    photos = engine.photo_examples
+    with gr.Column(elem_classes=[PHOTO_EXAMPLES_CLASS]) if photos else contextlib.nullcontext():
+        return gr.Examples(
+            examples=rows, inputs=inputs, cache_examples=False,
+            label=f"Example {'photos' if photos else 'scenes'} (click one: image and instruction)", examples_per_page=6,
+            api_visibility="private", elem_id="example-scenes", visible_columns=[0],
+        )
 
 
 def build(engine: Engine, store: Store, user_state: gr.State) -> EditHandles:
     """The Edit tab's components and events (call inside a ``gr.Tab``)."""
     defaults = engine.defaults()
     reasons_first = engine.mode == REASON_THEN_EDIT_MODE  # the panel's titles follow the mode being served
+    photos = engine.photo_examples  # the examples (and the prompt's placeholder) are photos, not synthetic scenes
     categories = engine.example_instructions()
     session = gr.State(empty_session())
     examples = None
@@ -190,7 +210,8 @@ def build(engine: Engine, store: Store, user_state: gr.State) -> EditHandles:
                                      js_on_load=None)
             # no max_length: the browser would cut a long paste silently; the counter and the edit say it instead
             prompt = gr.Textbox(
-                label="Hypothetical instruction", placeholder=PROMPT_HINT, lines=1, max_lines=1, elem_id="prompt",
+                label="Hypothetical instruction", placeholder=PHOTO_PROMPT_HINT if photos else PROMPT_HINT, lines=1,
+                max_lines=1, elem_id="prompt",
             )
             prompt_count = gr.HTML(prompt_counter(engine, ""), elem_id="prompt-counter", padding=False)
             with gr.Row(elem_id="edit-buttons"):  # one line at 1280 px wide (min widths: the labels' widths)
@@ -209,12 +230,9 @@ def build(engine: Engine, store: Store, user_state: gr.State) -> EditHandles:
                                 layout="table", show_label=False, samples_per_page=8,
                                 elem_id=f"instructions-{cat}",
                             ))
-            if engine.settings.examples:
-                examples = gr.Examples(
-                    examples=example_files(engine), inputs=[input_image, prompt], cache_examples=False,
-                    label="Example scenes (click one: image and instruction)", examples_per_page=6,
-                    api_visibility="private", elem_id="example-scenes", visible_columns=[0],
-                )
+            rows = example_files(engine) if engine.settings.examples else []
+            if rows:  # none: the example photos are not installed
+                examples = _examples(engine, rows, [input_image, prompt])
             with gr.Accordion("Advanced settings", open=False, elem_id="advanced"):
                 steps = gr.Slider(1, max(100, defaults["steps"]), value=defaults["steps"], step=1,
                                   label="Denoising steps", elem_id="steps")
