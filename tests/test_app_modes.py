@@ -294,3 +294,14 @@ def test_reason_then_edit_preloads_no_demo_chains_and_the_presenter_says_so(rte_
     view = edit.run_edit(rte_engine, store, ALICE, None, cheetah, INSTRUCTION, *FAST)  # the user's own chain
     dropdown, _, header, *_ = presenter.enter(store, ALICE)
     assert [v for _, v in dropdown["choices"]] == [view.session["chain_id"]] and "Step 1 of 1" in header
+
+
+def test_an_empty_instruction_is_refused_with_an_example_for_the_model_served(rte_engine, rb_engine, store, cheetah):
+    from app.photo_examples import PROMPT_HINT as PHOTO_HINT
+    from app.tabs.edit.handlers import PROMPT_HINT
+
+    for engine, hint in ((rte_engine, PHOTO_HINT), (rb_engine, PROMPT_HINT)):
+        with pytest.raises(gr.Error) as refused:
+            edit.run_edit(engine, store, ALICE, None, cheetah, "   ", *FAST)
+        assert hint in str(refused.value.message)
+    assert PHOTO_HINT != PROMPT_HINT

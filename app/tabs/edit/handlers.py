@@ -31,6 +31,13 @@ logger = logging.getLogger(__name__)
 PROMPT_HINT = "What would happen if the ice cube were left in the sun?"
 
 
+def prompt_hint(engine: Engine) -> str:
+    """The example instruction the prompt box and its refusal show: a photo one where the examples are photos."""
+    from app.photo_examples import PROMPT_HINT as PHOTO_PROMPT_HINT
+
+    return PHOTO_PROMPT_HINT if engine.photo_examples else PROMPT_HINT
+
+
 @dataclasses.dataclass(frozen=True)
 class SavedEdit:
     """One edit run and saved: who, the session now on the saved step, the step, the engine's result."""
@@ -112,7 +119,7 @@ def edit_and_save(
     user = identity.require_user(user_id)
     s = EditSession.from_state(session)
     if not isinstance(instruction, str) or not instruction.strip():
-        raise refusal(f"Type a hypothetical instruction first, e.g. “{PROMPT_HINT}”")
+        raise refusal(f"Type a hypothetical instruction first, e.g. “{prompt_hint(engine)}”")
     continuing = s.chain_id is not None
     with user_errors():
         if continuing:

@@ -15,17 +15,16 @@ import gradio as gr
 from app import render
 from app.components import UploadImage
 from app.engine import Engine
-from app.photo_examples import PROMPT_HINT as PHOTO_PROMPT_HINT
 from app.store import Store
 from app.tabs.edit.domain import DOMAIN_CSS, domain_notice
 from app.tabs.edit.handlers import (
-    PROMPT_HINT,
     api_edit,
     check_upload,
     continue_from_result,
     delete_chain,
     new_chain,
     prompt_counter,
+    prompt_hint,
     rename_chain,
     run_edit,
     select_step,
@@ -195,7 +194,6 @@ def build(engine: Engine, store: Store, user_state: gr.State) -> EditHandles:
     """The Edit tab's components and events (call inside a ``gr.Tab``)."""
     defaults = engine.defaults()
     reasons_first = engine.mode == REASON_THEN_EDIT_MODE  # the panel's titles follow the mode being served
-    photos = engine.photo_examples  # the examples (and the prompt's placeholder) are photos, not synthetic scenes
     categories = engine.example_instructions()
     session = gr.State(empty_session())
     examples = None
@@ -210,7 +208,7 @@ def build(engine: Engine, store: Store, user_state: gr.State) -> EditHandles:
                                      js_on_load=None)
             # no max_length: the browser would cut a long paste silently; the counter and the edit say it instead
             prompt = gr.Textbox(
-                label="Hypothetical instruction", placeholder=PHOTO_PROMPT_HINT if photos else PROMPT_HINT, lines=1,
+                label="Hypothetical instruction", placeholder=prompt_hint(engine), lines=1,
                 max_lines=1, elem_id="prompt",
             )
             prompt_count = gr.HTML(prompt_counter(engine, ""), elem_id="prompt-counter", padding=False)
