@@ -157,6 +157,9 @@ def test_before_and_after_are_aligned_and_wholly_visible(browser, app, files):
 
         # the synth world's 64 px pixel art: both images upscaled crisply, still aligned to the pixel
         page.locator("#new-btn").click()
+        # upload once the box is empty, as a person can: clearing it swaps gradio's hidden file input, and files
+        # set on the old one while New chain's response is in flight are dropped (no upload event)
+        page.wait_for_function("document.querySelector('#input-image img') === null")
         upload(page, files["pixel_art"])
         wait_status(page, "New image")
         page.wait_for_function("document.querySelector('#input-image img')?.naturalWidth === 64")
