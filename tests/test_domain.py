@@ -325,6 +325,8 @@ def test_browser_photo_upload_warns_at_once_and_edit_stays_usable(tmp_path):
 
                 # an example scene of the world: the warning goes at once
                 page.locator("#new-btn").click()
+                # once New chain has emptied the box: its response would otherwise clear the example it filled
+                page.wait_for_function("document.querySelector('#input-image img') === null")
                 page.locator("#example-scenes img").first.click()
                 page.wait_for_function("!document.querySelector('#domain-warning')?.checkVisibility()")
                 sync_api.expect(page.locator("#edit-btn")).to_be_enabled()
