@@ -443,12 +443,13 @@ def is_reason_then_edit(details: Mapping[str, Any]) -> bool:
 
 def mask_source_text(details: Mapping[str, Any]) -> str:
     """Where a reason-then-edit's mask came from, in words (``reasonbrain.edit_mask``'s rule)."""
-    from reasonbrain.edit_mask import BOX, BOX_REGION, OBJECT_REGION, WHOLE_IMAGE
+    from reasonbrain.edit_mask import BOX, BOX_PROMPT, BOX_REGION, OBJECT_REGION, WHOLE_IMAGE
 
     source = details.get("mask_source")
     region = f"the region{_from(proposer_text(details))}"
     obj = details.get("referenced_object")
     text = {
+        BOX_PROMPT: f"the mask{_from(proposer_text(details))} prompted with the MLLM's box",
         BOX_REGION: f"{region} that matches the MLLM's box",
         BOX: "the MLLM's box itself (no region matched it well enough)",
         OBJECT_REGION: f"{region} that best matches “{obj}” (the MLLM gave no usable box)",

@@ -175,6 +175,7 @@ class ReasonThenEditConfig:
     max_new_tokens: int = 128  # the MLLM's structured answer
     mask_dilation: int = 2  # latent cells the edited area reaches beyond the object's mask
     box_region_min_iou: float = 0.5  # a SAM region replaces the MLLM's box when their IoU reaches this
+    box_prompt_min_score: float = 0.5  # SAM 2's mask for the MLLM's box is used when its predicted IoU reaches this
     # outside the edited area the output is the input photo itself (at its own size); False: the decoded source latents
     keep_original_pixels: bool = True
 
@@ -288,9 +289,10 @@ class ReasonBrainConfig:
         if self.mode not in EDIT_MODES:
             errors.append(f"mode must be one of {', '.join(EDIT_MODES)}, got {self.mode!r}")
         rte = self.reason_then_edit
-        if rte.max_new_tokens < 1 or rte.mask_dilation < 0 or not 0.0 < rte.box_region_min_iou <= 1.0:
-            errors.append("reason_then_edit needs max_new_tokens >= 1, mask_dilation >= 0 and box_region_min_iou in "
-                          "(0, 1]")
+        if (rte.max_new_tokens < 1 or rte.mask_dilation < 0 or not 0.0 < rte.box_region_min_iou <= 1.0
+                or not 0.0 <= rte.box_prompt_min_score <= 1.0):
+            errors.append("reason_then_edit needs max_new_tokens >= 1, mask_dilation >= 0, box_region_min_iou in "
+                          "(0, 1] and box_prompt_min_score in [0, 1]")
         if errors:
             raise ValueError("Invalid ReasonBrainConfig:\n  - " + "\n  - ".join(errors))
 

@@ -15,6 +15,7 @@ import torch
 from reasonbrain.configuration import REASON_THEN_EDIT_MODE, ReasonBrainConfig
 from reasonbrain.edit_mask import (
     BOX,
+    BOX_PROMPT,
     BOX_REGION,
     OBJECT_REGION,
     WHOLE_IMAGE,
@@ -338,7 +339,8 @@ def test_the_output_says_what_fell_back(tiny_pipeline):
 @pytest.mark.skipif(not PHOTOS, reason="neither gradio nor scikit-image ships its photos here")
 @pytest.mark.parametrize("path", PHOTOS)
 def test_package_photos_go_through_the_whole_path(tiny_pipeline, path):
-    """The tiny MLLM's own (random) answer, the tiny SAM 2's regions, the tiny editor; the input's size restored."""
+    """The tiny MLLM's own (random) answer, the tiny SAM 2's regions (prompted with the box too), the tiny editor; the
+    input's size restored."""
     source = load_image(path)
     out = tiny_pipeline(path, INSTRUCTION, num_inference_steps=2, seed=0)
     assert out.images[0].size == source.size and out.images[0].mode == "RGB"
@@ -346,7 +348,7 @@ def test_package_photos_go_through_the_whole_path(tiny_pipeline, path):
     assert out.regions is not None and out.regions.size == (64, 64)
     json.dumps(out.to_dict())
     boxed = with_parts(tiny_pipeline, answer=GOOD_ANSWER)(path, INSTRUCTION, num_inference_steps=1, seed=0)
-    assert boxed.mask_source in (BOX_REGION, BOX) and boxed.images[0].size == source.size
+    assert boxed.mask_source in (BOX_PROMPT, BOX_REGION, BOX) and boxed.images[0].size == source.size
 
 
 # --- the mode is chosen, never switched silently ---------------------------------------------------------------------

@@ -4,8 +4,9 @@ The mode ``reason_then_edit`` (``ReasonBrainConfig.mode``) runs the pretrained b
 
 1. the MLLM, in the preset's chat format, answers one structured prompt: the object, optionally its box, the outcome
    in one sentence and an explicit edit instruction (``reasonbrain.reasoning_prompt``; lenient, visible fallbacks);
-2. SAM 2 (the preset's region proposer) gives regions; the box, or the region best matching the object, becomes the
-   object's mask (``reasonbrain.edit_mask``: one rule, the whole picture when nothing confines the edit);
+2. SAM 2 (the preset's region proposer) gives regions; SAM 2 prompted with the box, the region matching the box, the
+   box, or the region best matching the object becomes the object's mask (``reasonbrain.edit_mask``: one rule, the
+   whole picture when nothing confines the edit);
 3. diffusers' ``StableDiffusionInstructPix2PixPipeline`` edits with its own CLIP conditioning on the explicit
    instruction; outside the dilated mask its latents follow the source's (``LatentBlend``), and (with
    ``keep_original_pixels``) the output outside that area is the input photo itself at its own size.
@@ -28,7 +29,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from PIL import ImageChops, ImageFilter
 
 from reasonbrain.configuration import REASON_THEN_EDIT_MODE, ReasonBrainConfig
-from reasonbrain.edit_mask import choose_object_mask, latent_edit_area, resize_mask
+from reasonbrain.edit_mask import BoxPrompt, choose_object_mask, latent_edit_area, resize_mask
 from reasonbrain.image_io import load_image, prepare_image, restore_size, tensor_to_pil
 from reasonbrain.models.backbones import build_diffusion, build_text_encoder
 from reasonbrain.models.reasoner import StructuredReasoner
@@ -39,6 +40,7 @@ from reasonbrain.pipelines.reason_then_edit_output import ReasonThenEditOutput
 from reasonbrain.pipelines.timing import StageTimer
 from reasonbrain.reasoning_prompt import parse_reasoned_edit
 from reasonbrain.regions import build_region_proposer
+from reasonbrain.regions.container import BoxSegmenter
 from reasonbrain.schedulers import make_scheduler, swap_scheduler
 from reasonbrain.seeds import check_seed, random_seed
 
@@ -169,13 +171,16 @@ class ReasonThenEditPipeline:
             answer = self.reasoner.answer(ia_tokens, text)
             reasoned = parse_reasoned_edit(answer, text)
 
-        # 4. SAM regions; the object's mask by edit_mask's rule
+        # 4. SAM regions (and SAM prompted with the box where it can be); the object's mask by edit_mask's rule
         with timer.stage("regions"):
             regions = self.region_proposer(model_image)
+            box_prompt = (BoxPrompt(lambda box: self.region_proposer.segment_box(model_image, box),
+                                    rte.box_prompt_min_score)
+                          if isinstance(self.region_proposer, BoxSegmenter) else None)
             chosen = choose_object_mask(
                 model_image.size, box=reasoned.box, object_name=reasoned.object, regions=regions,
                 scores=lambda r: self.reasoner.region_scores(ia_tokens, reasoned.object, r),
-                min_iou=rte.box_region_min_iou,
+                min_iou=rte.box_region_min_iou, box_prompt=box_prompt,
             )
 
         # 5. The editor on the explicit instruction, latents blended with the source's outside the edited area

@@ -27,7 +27,7 @@ class ReasonThenEditOutput:
     edit_instruction: str  # what the editor was given
     edit_instruction_source: str  # "mllm" (its explicit edit) or "raw_instruction" (the fallback)
     mask: torch.Tensor  # (H, W) bool at the input's size: the object
-    mask_source: str  # reasonbrain.edit_mask.MASK_SOURCES: "box_region", "box", "object_region", "whole_image"
+    mask_source: str  # one of reasonbrain.edit_mask.MASK_SOURCES ("box_prompt", "box_region", "box", ...)
     edit_area: torch.Tensor  # (H, W) bool at the input's size: where pixels may change (the mask, dilated)
     regions: Regions | None  # the SAM regions at the working resolution
     fallbacks: list[str]  # what fell back or was ignored, in words (empty when everything came from the MLLM)

@@ -1,5 +1,6 @@
 """The :class:`Regions` container (masks, labels, scores, boxes; background last), its run-length mask
-encoding, and the :class:`RegionProposer` interface every backend implements."""
+encoding, the :class:`RegionProposer` interface every backend implements and the :class:`BoxSegmenter` one the
+SAM 2 backends add."""
 
 from __future__ import annotations
 
@@ -148,6 +149,24 @@ class RegionProposer(Protocol):
     max_regions: int
 
     def __call__(self, image: PIL.Image.Image) -> Regions: ...
+
+
+@runtime_checkable
+class BoxSegmenter(Protocol):
+    """A proposer that can also be prompted with a box: ``segment_box(image, normalised xyxy box)`` -> the object's
+    (H, W) bool mask at the image size and its predicted IoU in [0, 1] (the SAM 2 backends)."""
+
+    def segment_box(
+        self, image: PIL.Image.Image, box: tuple[float, float, float, float]
+    ) -> tuple[torch.Tensor, float]: ...
+
+
+def check_normalised_box(box: Sequence[float]) -> tuple[float, float, float, float]:
+    """A box prompt checked: xyxy in [0, 1] with a positive width and height."""
+    values = tuple(float(v) for v in box)
+    if len(values) != 4 or not (0.0 <= values[0] < values[2] <= 1.0 and 0.0 <= values[1] < values[3] <= 1.0):
+        raise ValueError(f"a box prompt is normalised xyxy with 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1, got {box}")
+    return values  # type: ignore[return-value]
 
 
 def as_rgb_image(image: PIL.Image.Image) -> PIL.Image.Image:

@@ -1,8 +1,9 @@
-"""The ``"sam2"`` backend: Meta's ``sam2`` package and its ``SAM2AutomaticMaskGenerator`` (GPU installs only:
-``pip install -r requirements-gpu.txt``)."""
+"""The ``"sam2"`` backend: Meta's ``sam2`` package and its ``SAM2AutomaticMaskGenerator``, prompted with a box
+through the generator's ``SAM2ImagePredictor`` (GPU installs only: ``pip install -r requirements-gpu.txt``)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -11,7 +12,7 @@ import numpy as np
 import PIL.Image
 import torch
 
-from reasonbrain.regions.container import Regions, as_rgb_image
+from reasonbrain.regions.container import Regions, as_rgb_image, check_normalised_box
 from reasonbrain.regions.postprocess import check_postprocess_args, postprocess_regions
 
 _SAM2_MISSING = (
@@ -132,18 +133,43 @@ class Sam2PackageRegionProposer:
             self._autocast_dtype = None if dtype == torch.float32 else dtype
         return self
 
+    def _inference(self) -> contextlib.AbstractContextManager:
+        """Inference mode, under CUDA autocast when a half dtype was asked for and the model is on a GPU."""
+        model = self._model()
+        device_type = next(model.parameters()).device.type if model is not None else "cpu"
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.inference_mode())
+        if self._autocast_dtype is not None and device_type == "cuda":
+            stack.enter_context(torch.autocast("cuda", dtype=self._autocast_dtype))
+        return stack
+
     def __call__(self, image: PIL.Image.Image) -> Regions:
         image = as_rgb_image(image)
         array = np.asarray(image, dtype=np.uint8)  # (H, W, 3)
-        model = self._model()
-        device_type = next(model.parameters()).device.type if model is not None else "cpu"
-        if self._autocast_dtype is not None and device_type == "cuda":
-            with torch.inference_mode(), torch.autocast("cuda", dtype=self._autocast_dtype):
-                records = self.generator.generate(array)
-        else:
-            with torch.inference_mode():
-                records = self.generator.generate(array)
+        with self._inference():
+            records = self.generator.generate(array)
         return self.records_to_regions(records, image.size)
+
+    def segment_box(
+        self, image: PIL.Image.Image, box: tuple[float, float, float, float]
+    ) -> tuple[torch.Tensor, float]:
+        """SAM 2 prompted with one box (normalised xyxy) through the generator's ``SAM2ImagePredictor``: the
+        multimask output's mask with the best predicted IoU, (H, W) bool at the image size, and that IoU."""
+        predictor = getattr(self.generator, "predictor", None)
+        if predictor is None:
+            raise ValueError("the injected generator exposes no predictor (SAM2ImagePredictor) to prompt with a box")
+        image = as_rgb_image(image)
+        x1, y1, x2, y2 = check_normalised_box(box)
+        width, height = image.size
+        pixel_box = np.array([x1 * width, y1 * height, x2 * width, y2 * height], dtype=np.float32)
+        with self._inference():
+            predictor.set_image(np.asarray(image, dtype=np.uint8))
+            masks, ious, _ = predictor.predict(box=pixel_box, multimask_output=True)  # (3, H, W), (3,)
+        best = int(np.argmax(ious))
+        mask = torch.from_numpy(np.asarray(masks[best]).astype(bool))
+        if tuple(mask.shape) != (height, width):
+            raise ValueError(f"the predictor's mask is {tuple(mask.shape)} but the image is {(height, width)}")
+        return mask, float(np.clip(ious[best], 0.0, 1.0))
 
     def records_to_regions(self, records: Sequence[dict[str, Any]], size: tuple[int, int]) -> Regions:
         """SAM's list-of-dicts output -> :class:`Regions` (``size`` is the image's (width, height))."""

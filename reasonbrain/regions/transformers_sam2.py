@@ -1,5 +1,6 @@
 """The ``"transformers_sam2"`` backend (the default): ``transformers.Sam2Model`` with our own automatic mask
-generation (a grid of point prompts). Runs on CPU and GPU without torchvision."""
+generation (a grid of point prompts), and the same model prompted with one box (``segment_box``). Runs on CPU and GPU
+without torchvision."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import PIL.Image
 import torch
 import torch.nn.functional as F
 
-from reasonbrain.regions.container import Regions, as_rgb_image
+from reasonbrain.regions.container import Regions, as_rgb_image, check_normalised_box
 from reasonbrain.regions.postprocess import check_postprocess_args, finalize_regions, select_regions
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -174,13 +175,24 @@ class TransformersSam2RegionProposer:
         std = torch.tensor(self.image_std).view(3, 1, 1)
         return ((x - mean) / std)[None]  # (1, 3, S, S)
 
+    def image_embeddings(self, image: PIL.Image.Image) -> list[torch.Tensor]:
+        """SAM 2's image embeddings of one RGB image (computed once, then prompted any number of times)."""
+        pixel_values = self.preprocess(image).to(device=self.device, dtype=self.dtype)  # (1, 3, S, S)
+        return self.model.get_image_embeddings(pixel_values)
+
+    def masks_at_size(self, logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """(K, h, w) low-resolution logits -> (K, H, W) bool masks at the (width, height) ``size`` (bilinear)."""
+        width, height = size
+        if not logits.shape[0]:
+            return torch.zeros(0, height, width, dtype=torch.bool)
+        full = F.interpolate(logits[:, None], size=(height, width), mode="bilinear", align_corners=False)
+        return full[:, 0] > self.mask_threshold
+
     @torch.inference_mode()
     def __call__(self, image: PIL.Image.Image) -> Regions:
         image = as_rgb_image(image)
-        width, height = image.size
         device, dtype = self.device, self.dtype
-        pixel_values = self.preprocess(image).to(device=device, dtype=dtype)  # (1, 3, S, S)
-        image_embeddings = self.model.get_image_embeddings(pixel_values)  # once per image
+        image_embeddings = self.image_embeddings(image)  # once per image
 
         points = point_grid(self.points_per_side) * self.input_size  # (P, 2) in model-input pixels
         cand_logits: list[torch.Tensor] = []
@@ -217,16 +229,31 @@ class TransformersSam2RegionProposer:
             min_area=self.min_area,
             iou_threshold=self.iou_threshold,
         ).to(logits.device)
-        kept_logits = logits[keep]  # (K, h, w)
-        if kept_logits.shape[0]:
-            full = F.interpolate(
-                kept_logits[:, None], size=(height, width), mode="bilinear", align_corners=False
-            )
-            masks = full[:, 0] > self.mask_threshold  # (K, H, W)
-        else:
-            masks = torch.zeros(0, height, width, dtype=torch.bool)
+        masks = self.masks_at_size(logits[keep], image.size)  # (K, H, W)
         return finalize_regions(masks, scores[keep], label_prefix="region")
 
+    @torch.inference_mode()
+    def segment_box(
+        self, image: PIL.Image.Image, box: tuple[float, float, float, float]
+    ) -> tuple[torch.Tensor, float]:
+        """SAM 2 prompted with one box (normalised xyxy on ``image``): of the three masks it predicts (multimask
+        output), the one with the best predicted IoU, as an (H, W) bool mask at the image size (on the CPU), and
+        that IoU clamped to [0, 1]."""
+        image = as_rgb_image(image)
+        box = check_normalised_box(box)
+        image_embeddings = self.image_embeddings(image)
+        # the prompt encoder's frame: pixels of the square model input, as the points of __call__
+        input_boxes = torch.tensor([[box]], dtype=torch.float32) * self.input_size  # (1, 1, 4)
+        out = self.model(
+            image_embeddings=image_embeddings,
+            input_boxes=input_boxes.to(device=self.device, dtype=self.dtype),
+            multimask_output=True,
+        )
+        logits = out.pred_masks[0, 0].float()  # (3, h, w) low-res
+        iou = out.iou_scores[0, 0].float()  # (3,)
+        best = int(iou.argmax())
+        mask = self.masks_at_size(logits[best : best + 1], image.size)[0].cpu()  # (H, W)
+        return mask, float(iou[best].clamp(0.0, 1.0))
 
 def _local_mean_std(path: str | os.PathLike) -> tuple[list[float], list[float]] | None:
     """image_mean/image_std from a local folder's preprocessor_config.json, if there is one."""
