@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import numbers
 import random
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 MAX_SEED = 2**31 - 1  # seeds are 0..MAX_SEED (a browser's number field holds it exactly)
 
@@ -17,3 +21,14 @@ def check_seed(seed: object) -> int:
 
 def random_seed() -> int:
     return random.randrange(MAX_SEED + 1)
+
+
+def seeded_generator(seed: object | None, generator: torch.Generator | None = None) -> tuple[torch.Generator, int]:
+    """The generator an edit draws from and its seed: an explicit ``generator`` wins (its initial seed is reported),
+    then ``seed``, else a fresh random seed (reported back). CPU generators: results do not depend on the device."""
+    import torch
+
+    if generator is not None:
+        return generator, int(generator.initial_seed())
+    seed = random_seed() if seed is None else check_seed(seed)
+    return torch.Generator(device="cpu").manual_seed(seed), seed

@@ -56,3 +56,12 @@ def check_edit_settings(num_inference_steps: Any, guidance_scale: Any, image_gui
             raise ValueError(f"{name} must be between 0 and {MAX_GUIDANCE}, got {value}")
     if not isinstance(num_images_per_prompt, int) or not 1 <= num_images_per_prompt <= 8:
         raise ValueError(f"num_images_per_prompt must be between 1 and 8, got {num_images_per_prompt!r}")
+
+
+def resolve_edit_settings(config: ReasonBrainConfig, num_inference_steps: Any, guidance_scale: Any,
+                          image_guidance_scale: Any) -> tuple[Any, Any, Any]:
+    """Steps, text guidance and image guidance for one edit: each given value, else the config's default."""
+    defaults = config.defaults
+    return (defaults.num_inference_steps if num_inference_steps is None else num_inference_steps,
+            defaults.guidance_scale if guidance_scale is None else guidance_scale,
+            defaults.image_guidance_scale if image_guidance_scale is None else image_guidance_scale)

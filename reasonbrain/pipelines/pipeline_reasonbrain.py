@@ -25,13 +25,18 @@ from reasonbrain.binding import PhraseSimilarity, SceneEntry, bind_instruction
 from reasonbrain.configuration import REASONBRAIN_MODE, ReasonBrainConfig
 from reasonbrain.image_io import load_image, prepare_image, restore_size, tensor_to_pil
 from reasonbrain.models.reasonbrain import ReasonBrainModel
-from reasonbrain.pipelines.input_checks import check_edit_settings, check_instruction, instruction_token_limit
+from reasonbrain.pipelines.input_checks import (
+    check_edit_settings,
+    check_instruction,
+    instruction_token_limit,
+    resolve_edit_settings,
+)
 from reasonbrain.pipelines.output import EXPLANATION, INFERRED_OUTCOME, ReasonBrainEditOutput
 from reasonbrain.pipelines.timing import StageTimer
 from reasonbrain.referring import ReferencedObject, extract_referenced_object, serialize_object_token
 from reasonbrain.regions import build_region_proposer, masks_to_feature_grid, pad_regions
 from reasonbrain.schedulers import make_scheduler, swap_scheduler
-from reasonbrain.seeds import check_seed, random_seed
+from reasonbrain.seeds import seeded_generator
 from reasonbrain.text import normalize_instruction
 
 logger = logging.getLogger(__name__)
@@ -231,9 +236,8 @@ class ReasonBrainEditPipeline:
         synchronises the device at each boundary)."""
         timer = StageTimer(self.device, detailed=detailed_timings)  # "total" is this call's wall time
         model, cfg = self.model, self.model.config
-        steps = cfg.defaults.num_inference_steps if num_inference_steps is None else num_inference_steps
-        g_text = cfg.defaults.guidance_scale if guidance_scale is None else guidance_scale
-        g_image = cfg.defaults.image_guidance_scale if image_guidance_scale is None else image_guidance_scale
+        steps, g_text, g_image = resolve_edit_settings(cfg, num_inference_steps, guidance_scale,
+                                                       image_guidance_scale)
         referring = referring or cfg.defaults.referring
         if referring not in ("parser", "mllm"):
             raise ValueError(f"referring must be 'parser' or 'mllm', got {referring!r}")
@@ -248,11 +252,7 @@ class ReasonBrainEditPipeline:
             pixels = pixels.unsqueeze(0).to(device=device, dtype=dtype)  # (1, 3, R, R)
 
         # 2. Seed: an explicit generator wins, then the seed, else a fresh random seed (reported back)
-        if generator is None:
-            seed = random_seed() if seed is None else check_seed(seed)
-            generator = torch.Generator(device="cpu").manual_seed(seed)
-        else:
-            seed = int(generator.initial_seed())
+        generator, seed = seeded_generator(seed, generator)
 
         # 3. SAM regions (region branch), pooled onto the vision feature grid
         regions = grid_masks = valid = None

@@ -16,12 +16,11 @@ from diffusers import StableDiffusionInstructPix2PixPipeline
 
 from reasonbrain.configuration import ReasonBrainConfig
 from reasonbrain.image_io import load_image, prepare_image, restore_size, tensor_to_pil
-from reasonbrain.pipelines.input_checks import check_edit_settings, check_instruction
+from reasonbrain.pipelines.input_checks import check_edit_settings, check_instruction, resolve_edit_settings
 from reasonbrain.pipelines.modes import PLAIN_EDITOR
-from reasonbrain.pipelines.reason_then_edit import build_editor
+from reasonbrain.pipelines.reason_then_edit import build_editor, editor_for_call
 from reasonbrain.pipelines.timing import StageTimer
-from reasonbrain.schedulers import swap_scheduler
-from reasonbrain.seeds import check_seed, random_seed
+from reasonbrain.seeds import seeded_generator
 
 ProgressCallback = Callable[[int, int], None]  # (steps done, total steps)
 
@@ -87,9 +86,8 @@ class PlainEditPipeline:
     ) -> PlainEditOutput:
         """Edit ``image`` with ``instruction`` as it is. ``scheduler`` names a scheduler class for this call only."""
         cfg = self.config
-        steps = cfg.defaults.num_inference_steps if num_inference_steps is None else num_inference_steps
-        g_text = cfg.defaults.guidance_scale if guidance_scale is None else guidance_scale
-        g_image = cfg.defaults.image_guidance_scale if image_guidance_scale is None else image_guidance_scale
+        steps, g_text, g_image = resolve_edit_settings(cfg, num_inference_steps, guidance_scale,
+                                                       image_guidance_scale)
         text = check_instruction(instruction)
         check_edit_settings(steps, g_text, g_image, 1)
         timer = StageTimer(self.device)
@@ -101,19 +99,11 @@ class PlainEditPipeline:
             model_image = tensor_to_pil(pixels)
 
         # 2. Seed: an explicit generator wins, then the seed, else a fresh random seed (reported back)
-        if generator is None:
-            seed = random_seed() if seed is None else check_seed(seed)
-            generator = torch.Generator(device="cpu").manual_seed(seed)
-        else:
-            seed = int(generator.initial_seed())
+        generator, seed = seeded_generator(seed, generator)
 
         # 3. The editor on the raw instruction (a fresh scheduler per call: schedulers keep per-run state)
         with timer.stage("edit"):
-            base = self.editor
-            sampler = swap_scheduler(base.scheduler, scheduler or type(base.scheduler).__name__)
-            editor = type(base)(**{**base.components, "scheduler": sampler},
-                                requires_safety_checker=base.config.requires_safety_checker)
-            editor.set_progress_bar_config(**self._progress_bar_config)
+            editor = editor_for_call(self.editor, scheduler, self._progress_bar_config)
 
             def on_step_end(pipe, step, timestep, tensors):
                 if progress_callback is not None:
@@ -129,7 +119,7 @@ class PlainEditPipeline:
             images = [restore_size(im, photo.size) for im in result.images]
         timer.finish()
         nsfw = result.nsfw_content_detected
-        tokens, limit = len(base.tokenizer(text).input_ids), base.tokenizer.model_max_length
+        tokens, limit = len(editor.tokenizer(text).input_ids), editor.tokenizer.model_max_length
         return PlainEditOutput(
             images=images,
             seed=seed,
@@ -143,7 +133,7 @@ class PlainEditPipeline:
                 "num_inference_steps": steps,
                 "guidance_scale": float(g_text),
                 "image_guidance_scale": float(g_image),
-                "scheduler": type(sampler).__name__,
+                "scheduler": type(editor.scheduler).__name__,
                 "resolution": cfg.resolution,
                 "preset": cfg.name,
                 "editor": cfg.reason_then_edit.editor,

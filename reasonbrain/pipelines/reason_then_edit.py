@@ -33,7 +33,7 @@ from reasonbrain.edit_mask import BoxPrompt, choose_object_mask, latent_edit_are
 from reasonbrain.image_io import load_image, prepare_image, restore_size, tensor_to_pil
 from reasonbrain.models.backbones import build_diffusion, build_text_encoder
 from reasonbrain.models.reasoner import StructuredReasoner
-from reasonbrain.pipelines.input_checks import check_edit_settings, check_instruction
+from reasonbrain.pipelines.input_checks import check_edit_settings, check_instruction, resolve_edit_settings
 from reasonbrain.pipelines.latent_blend import LatentBlend
 from reasonbrain.pipelines.modes import checkpoint_config
 from reasonbrain.pipelines.reason_then_edit_output import ReasonThenEditOutput
@@ -42,7 +42,7 @@ from reasonbrain.reasoning_prompt import parse_reasoned_edit
 from reasonbrain.regions import build_region_proposer
 from reasonbrain.regions.container import BoxSegmenter
 from reasonbrain.schedulers import make_scheduler, swap_scheduler
-from reasonbrain.seeds import check_seed, random_seed
+from reasonbrain.seeds import seeded_generator
 
 ProgressCallback = Callable[[int, int], None]  # (steps done, total steps)
 
@@ -72,6 +72,17 @@ def build_editor(config: ReasonBrainConfig, *, load_backbones: bool = False,
     )
     return editor.to(dtype=torch_dtype) if torch_dtype is not None else editor
 
+
+
+def editor_for_call(base: StableDiffusionInstructPix2PixPipeline, scheduler: str | None,
+                    progress_bar_config: dict[str, Any]) -> StableDiffusionInstructPix2PixPipeline:
+    """``base``'s components with a fresh scheduler (``scheduler`` names its class; None: base's own), so concurrent
+    calls and per-run scheduler state never meet; base itself is left as it is."""
+    sampler = swap_scheduler(base.scheduler, scheduler or type(base.scheduler).__name__)
+    editor = type(base)(**{**base.components, "scheduler": sampler},
+                        requires_safety_checker=base.config.requires_safety_checker)
+    editor.set_progress_bar_config(**progress_bar_config)
+    return editor
 
 class ReasonThenEditPipeline:
     def __init__(self, *, config: ReasonBrainConfig, reasoner: StructuredReasoner, region_proposer: Any,
@@ -144,9 +155,8 @@ class ReasonThenEditPipeline:
         """Reason about ``instruction`` on ``image``, then edit the object it is about. ``scheduler`` names a
         scheduler class for this call only."""
         cfg, rte = self.config, self.config.reason_then_edit
-        steps = cfg.defaults.num_inference_steps if num_inference_steps is None else num_inference_steps
-        g_text = cfg.defaults.guidance_scale if guidance_scale is None else guidance_scale
-        g_image = cfg.defaults.image_guidance_scale if image_guidance_scale is None else image_guidance_scale
+        steps, g_text, g_image = resolve_edit_settings(cfg, num_inference_steps, guidance_scale,
+                                                       image_guidance_scale)
         text = check_instruction(instruction)
         check_edit_settings(steps, g_text, g_image, 1)
         self.reasoner.check_prompt(text)
@@ -159,11 +169,7 @@ class ReasonThenEditPipeline:
             model_image = tensor_to_pil(pixels)
 
         # 2. Seed: an explicit generator wins, then the seed, else a fresh random seed (reported back)
-        if generator is None:
-            seed = random_seed() if seed is None else check_seed(seed)
-            generator = torch.Generator(device="cpu").manual_seed(seed)
-        else:
-            seed = int(generator.initial_seed())
+        generator, seed = seeded_generator(seed, generator)
 
         # 3. The MLLM's structured answer: object, box, outcome, explicit edit (parsed leniently)
         with timer.stage("reasoning"):
@@ -222,6 +228,8 @@ class ReasonThenEditPipeline:
                 "mllm": cfg.mllm.pretrained_model_name_or_path,
                 "editor": rte.editor,
                 "mask_dilation": rte.mask_dilation,
+                "box_prompt_min_score": rte.box_prompt_min_score,
+                "box_region_min_iou": rte.box_region_min_iou,
                 "keep_original_pixels": rte.keep_original_pixels,
             },
         )
@@ -231,11 +239,7 @@ class ReasonThenEditPipeline:
               progress_callback: ProgressCallback | None):
         """(edited images at the working size, the edited area (1, 1, h, w) on the latent grid, the safety checker's
         flags, the scheduler's name). A fresh scheduler per call: schedulers keep per-run state."""
-        base = self.editor
-        sampler = swap_scheduler(base.scheduler, scheduler or type(base.scheduler).__name__)
-        editor = type(base)(**{**base.components, "scheduler": sampler},
-                            requires_safety_checker=base.config.requires_safety_checker)
-        editor.set_progress_bar_config(**self._progress_bar_config)
+        editor = editor_for_call(self.editor, scheduler, self._progress_bar_config)
         vae = editor.vae
         source_pixels = editor.image_processor.preprocess(image).to(editor.device, vae.dtype)  # as the pipeline does
         source = vae.encode(source_pixels).latent_dist.mode() * vae.config.scaling_factor  # (1, C, h, w)
@@ -253,7 +257,7 @@ class ReasonThenEditPipeline:
         result = editor(prompt=instruction, image=image, num_inference_steps=steps, guidance_scale=g_text,
                         image_guidance_scale=g_image, generator=generator, callback_on_step_end=on_step_end,
                         output_type="pil")
-        return result.images, area, result.nsfw_content_detected, type(sampler).__name__
+        return result.images, area, result.nsfw_content_detected, type(editor.scheduler).__name__
 
     def _compose(self, photo: PIL.Image.Image, edited: PIL.Image.Image, edit_area: torch.Tensor) -> PIL.Image.Image:
         """The edit at the photo's size; with keep_original_pixels, the photo itself outside ``edit_area`` (H, W),
