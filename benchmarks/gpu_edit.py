@@ -101,6 +101,21 @@ def uses_hub_tokenizers(config: ReasonBrainConfig) -> bool:
     return config.mllm.tokenizer != BUNDLED_TOKENIZER or config.text_encoder.tokenizer != BUNDLED_TOKENIZER
 
 
+
+def benchmark_config(preset: str, resolution: int | None, num_layers: int | None) -> tuple[ReasonBrainConfig, list[str]]:
+    """The preset's config at ``resolution`` with at most ``num_layers`` layers, and notes saying what differs from
+    the real thing (reduced layers; the bundled tokenizer standing in for Hub ones)."""
+    config = ReasonBrainConfig.from_preset(preset)
+    notes = []
+    if resolution is not None and resolution != config.resolution:
+        config = config.replace(resolution=resolution)
+    if num_layers is not None:
+        config = reduced_layers(config, num_layers)
+        notes.append(f"REDUCED config: at most {num_layers} layers in the LLM and text encoder (not real-size)")
+    if uses_hub_tokenizers(config):
+        notes.append(f"bundled tokenizer stands in for {config.mllm.tokenizer!r} and {config.text_encoder.tokenizer!r}")
+    return config, notes
+
 def build_pipeline(
     preset: str,
     *,
@@ -112,16 +127,8 @@ def build_pipeline(
 ) -> tuple[ReasonBrainEditPipeline, list[str]]:
     """A random-weight pipeline for ``preset``, built directly on ``device`` (no slow CPU init of billions of
     parameters), then cast to ``dtype`` as ``from_pretrained(torch_dtype=...)`` does. Returns (pipeline, notes)."""
-    config = ReasonBrainConfig.from_preset(preset)
-    notes = []
-    if resolution is not None and resolution != config.resolution:
-        config = config.replace(resolution=resolution)
-    if num_layers is not None:
-        config = reduced_layers(config, num_layers)
-        notes.append(f"REDUCED config: at most {num_layers} layers in the LLM and text encoder (not real-size)")
+    config, notes = benchmark_config(preset, resolution, num_layers)
     substitute = uses_hub_tokenizers(config)
-    if substitute:
-        notes.append(f"bundled tokenizer stands in for {config.mllm.tokenizer!r} and {config.text_encoder.tokenizer!r}")
     torch.manual_seed(seed)
     with torch.device(device):  # parameters are created (and randomly initialised) on the device
         model = ReasonBrainModel.from_config(config, bundled_tokenizers=substitute)
@@ -155,15 +162,8 @@ def build_methods(
 ) -> tuple[ReasonThenEditPipeline, PlainEditPipeline, list[str]]:
     """The preset's backbones (random weights, built on ``device``) as reason-then-edit, and the plain editor on the
     same editor object. Returns (reason-then-edit, plain editor, notes)."""
-    config = ReasonBrainConfig.from_preset(preset)
-    notes = []
-    if resolution is not None and resolution != config.resolution:
-        config = config.replace(resolution=resolution)
-    if num_layers is not None:
-        config = reduced_layers(config, num_layers)
-        notes.append(f"REDUCED config: at most {num_layers} layers in the LLM and text encoder (not real-size)")
+    config, notes = benchmark_config(preset, resolution, num_layers)
     if uses_hub_tokenizers(config):
-        notes.append(f"bundled tokenizer stands in for {config.mllm.tokenizer!r} and {config.text_encoder.tokenizer!r}")
         config = config.replace(mllm={"tokenizer": BUNDLED_TOKENIZER},
                                 text_encoder={"tokenizer": BUNDLED_TOKENIZER, "tokenizer_subfolder": None})
     torch.manual_seed(seed)
