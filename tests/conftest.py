@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -62,3 +63,19 @@ def dummy_batch(model, batch_size: int = 2, seed: int = 0):
 @pytest.fixture
 def tiny_model():
     return get_dummy_components().eval()
+
+
+@pytest.fixture(autouse=True)
+def root_logging_restored():
+    """Entry points (``reasonbrain``'s and ``app``'s ``main``) call ``logging.basicConfig`` with a test's captured
+    stderr: put the root logger back after every test, or later tests' log lines go to a closed stream."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)

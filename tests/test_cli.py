@@ -4,7 +4,6 @@ progress bar; a good edit draws the bar and writes the image and its JSON."""
 from __future__ import annotations
 
 import json
-import logging
 
 import pytest
 
@@ -12,22 +11,6 @@ from reasonbrain import cli
 from reasonbrain.__main__ import main
 
 MELT = "What would happen if the ice cube were left in the sun?"
-
-
-@pytest.fixture(autouse=True)
-def root_logging_restored():
-    """``main`` calls ``logging.basicConfig(force=True)`` with this test's captured stderr: put the root logger
-    back, or later tests' log lines go to a closed stream."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    for handler in root.handlers:
-        if handler not in handlers:
-            root.removeHandler(handler)
-    for handler in handlers:
-        if handler not in root.handlers:
-            root.addHandler(handler)
-    root.setLevel(level)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ import torch
 from reasonbrain.synthworld.dataset import generate_sample, sample_matching
 from reasonbrain.synthworld.outcome import outcome_text, read_outcome, score_outcome
 from tests.conftest import pipeline_for, tiny_config
-from tests.test_cli import root_logging_restored  # noqa: F401  (autouse: main() resets the root logger)
 
 TABLE = "wordllama-l2-supercat-256"
 SENTENCE = "the green apple on the left becomes a rotten, shrivelled brown apple"
