@@ -61,6 +61,26 @@ def test_tiny_sam2_segments_a_box_at_the_image_size(tiny_sam2):
         tiny_sam2.segment_box(np.zeros((8, 8, 3), dtype=np.uint8), BOX_OF_ANSWER)
 
 
+
+def test_prompting_the_image_the_automatic_pass_saw_reuses_its_embeddings():
+    proposer = TransformersSam2RegionProposer.from_config(
+        TINY_SAM2_CONFIG, seed=0, points_per_side=2, points_per_batch=4, max_regions=4, **OPEN_FILTERS)
+    encoder, calls = proposer.model.get_image_embeddings, []
+    proposer.model.get_image_embeddings = lambda pixels: calls.append(1) or encoder(pixels)
+    image = noise_image(80, 48)
+    proposer(image)
+    mask, score = proposer.segment_box(image, BOX_OF_ANSWER)
+    assert len(calls) == 1  # one encoder pass for the regions and the box
+    fresh = TransformersSam2RegionProposer.from_config(
+        TINY_SAM2_CONFIG, seed=0, points_per_side=2, points_per_batch=4, max_regions=4, **OPEN_FILTERS)
+    expected, expected_score = fresh.segment_box(image, BOX_OF_ANSWER)
+    assert torch.equal(mask, expected) and score == expected_score  # the same answer as without the cache
+    proposer.segment_box(noise_image(80, 48, seed=1), BOX_OF_ANSWER)
+    assert len(calls) == 2  # another image: encoded again
+    proposer.to("cpu")
+    proposer.segment_box(image, BOX_OF_ANSWER)
+    assert len(calls) == 3  # moving the model drops the kept embeddings
+
 class FakePredictor:
     """Stands in for SAM2ImagePredictor: three masks for a pixel box, the middle one predicted best."""
 

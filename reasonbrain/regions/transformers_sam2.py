@@ -4,8 +4,10 @@ without torchvision."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +94,9 @@ class TransformersSam2RegionProposer:
         self.iou_threshold = float(iou_threshold)
         self.image_mean = tuple(float(v) for v in image_mean)
         self.image_std = tuple(float(v) for v in image_std)
+        # the last image's embeddings: a reason-then-edit asks for regions, then prompts the same image with a box
+        self._last_embeddings: tuple[tuple[Any, ...], list[torch.Tensor]] | None = None
+        self._embeddings_lock = threading.Lock()
         # The prompt encoder's frame: points are given in pixels of the (square) model input.
         input_size = model.config.prompt_encoder_config.image_size
         self.input_size = int(input_size[0] if isinstance(input_size, (list, tuple)) else input_size)
@@ -155,6 +160,7 @@ class TransformersSam2RegionProposer:
         self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
     ) -> TransformersSam2RegionProposer:
         self.model.to(device=device, dtype=dtype)
+        self._last_embeddings = None  # not kept on the old device
         return self
 
     @property
@@ -176,9 +182,18 @@ class TransformersSam2RegionProposer:
         return ((x - mean) / std)[None]  # (1, 3, S, S)
 
     def image_embeddings(self, image: PIL.Image.Image) -> list[torch.Tensor]:
-        """SAM 2's image embeddings of one RGB image (computed once, then prompted any number of times)."""
+        """SAM 2's image embeddings of one RGB image (computed once, then prompted any number of times); the last
+        image's are kept, so prompting the image the automatic pass just saw costs no second encoder pass."""
+        image = as_rgb_image(image)
+        key = (hashlib.sha256(image.tobytes()).hexdigest(), image.size, self.device, self.dtype)
+        with self._embeddings_lock:
+            if self._last_embeddings is not None and self._last_embeddings[0] == key:
+                return self._last_embeddings[1]
         pixel_values = self.preprocess(image).to(device=self.device, dtype=self.dtype)  # (1, 3, S, S)
-        return self.model.get_image_embeddings(pixel_values)
+        embeddings = self.model.get_image_embeddings(pixel_values)
+        with self._embeddings_lock:
+            self._last_embeddings = (key, embeddings)
+        return embeddings
 
     def masks_at_size(self, logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """(K, h, w) low-resolution logits -> (K, H, W) bool masks at the (width, height) ``size`` (bilinear)."""
