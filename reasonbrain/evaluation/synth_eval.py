@@ -66,6 +66,12 @@ def evaluate_ci_subset(pipe, workdir: str) -> dict[str, Any]:
     return evaluate_split(pipe, workdir, "test", progress=False)
 
 
+
+def chain_seed(seed: int, chain_index: int, depth: int) -> int:
+    """The seed of step ``depth`` (1-based) of the ``chain_index``-th chain (the chains evaluation and the own-output
+    chain data use the same)."""
+    return seed + 100 * chain_index + depth - 1
+
 def evaluate_chains(pipe, data_dir: str, *, limit: int | None = None, seed: int = 0,
                     num_inference_steps: int | None = None, progress: bool = True,
                     split: str | None = "test") -> dict[str, Any]:
@@ -84,7 +90,7 @@ def evaluate_chains(pipe, data_dir: str, *, limit: int | None = None, seed: int 
         current: object = str(steps[0].path(steps[0].src_image))
         for depth, rec in enumerate(steps, 1):  # as pipe.chain, step by step: a refusal fails this step and later
             try:  # ones, and keeps the earlier steps' results
-                out = pipe(current, rec.instruction, seed=seed + 100 * c_i + depth - 1,
+                out = pipe(current, rec.instruction, seed=chain_seed(seed, c_i, depth),
                            num_inference_steps=num_inference_steps)
             except ObjectNotInImageError:
                 by_depth.setdefault(depth, []).append(False)
