@@ -1,6 +1,6 @@
 """Own-output chain data: every step after the first gets the bundled model's own previous edit as its source (the
-same edit the chains evaluation makes), the ideal target and wrong outcomes of that step, and the new source as its
-``no_change`` outcome; the test split is refused."""
+same edit the chains evaluation makes) and the ideal target and wrong outcomes of that step, scored as the chains
+evaluation scores them; the test split is refused."""
 
 from __future__ import annotations
 
@@ -52,7 +52,8 @@ def test_steps_after_the_first_start_from_the_models_own_edit(world, pipe, tmp_p
     assert step2.instruction == ideal.instruction and step2.id == f"{ideal.id}-own1"
     assert np.array_equal(pixels(step2.path(step2.tgt_image)), pixels(ideal.path(ideal.tgt_image)))
     kinds = {a.kind: a.image for a in step2.alternatives}
-    assert kinds["no_change"] == step2.src_image  # doing nothing leaves the model's own edit
+    assert kinds["no_change"] != step2.src_image  # the ideal source, scored as the chains evaluation scores it
+    assert np.array_equal(pixels(step2.path(kinds["no_change"])), pixels(ideal.load_image("no_change")))
     assert np.array_equal(pixels(step2.path(kinds["wrong_state"])), pixels(ideal.load_image("wrong_state")))
     assert len(read_split(str(tmp_path / "own" / "train.jsonl"))) == len(records)  # what training reads
     assert json.loads((tmp_path / "own" / "train_summary.json").read_text())["records"] == len(records)

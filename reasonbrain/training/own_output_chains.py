@@ -7,7 +7,9 @@ In a multi-hop chain every step after the first edits the model's own previous r
 less exact than the synth world's ideal scenes the edit model was trained on. For each chain of ``--split``, this
 runs the checkpoint step by step as the chains evaluation does (``synth_eval.evaluate_chains``, same seeds) and
 writes, for every step after the first, a Reason50K record whose source is the model's own output of the step
-before, with that step's ideal target and wrong outcomes; its ``no_change`` alternative is the new source itself.
+before, with that step's ideal target and wrong outcomes (``no_change`` stays the ideal source, as the chains
+evaluation scores it: against the model's blurrier own source, doing nothing would look closer than a crisp right
+edit).
 A refusal ends the chain. Only ``train`` (to train on) and ``val`` (to validate with) are allowed: the test
 split's chains measure generalisation and are never trained on.
 """
@@ -77,8 +79,7 @@ def _record(step: Any, source: Any, out: Path, record_id: str) -> dict[str, Any]
         shutil.copyfile(step.path(rel), out / new)
         return new
 
-    alternatives = [dataclasses.replace(a, image=src_rel if a.kind == "no_change" else copied(a.image, a.kind))
-                    for a in step.alternatives]
+    alternatives = [dataclasses.replace(a, image=copied(a.image, a.kind)) for a in step.alternatives]
     own = dataclasses.replace(step, id=record_id, src_image=src_rel, tgt_image=copied(step.tgt_image, "tgt"),
                               alternatives=alternatives, chain_id=None, step=None, root=out)
     return own.to_json()
