@@ -122,6 +122,19 @@ def test_training_loss_falls_logs_and_resumes(synth_data, tmp_path):
     assert not torch.equal(start.unet.conv_in.weight, after.unet.conv_in.weight)
     with pytest.raises(FileNotFoundError):
         train(dataclasses.replace(cont, extra_train_dirs=[str(tmp_path / "missing")], output_dir=str(tmp_path / "m")))
+    # train_only: a fine-tune of the UNet alone leaves every other weight as it was
+    unet_only = train(dataclasses.replace(cont, max_wall_time_s=None, stop_after_steps=2, train_only=["unet"],
+                                          output_dir=str(tmp_path / "unet-only")))
+    tuned = ReasonBrainEditPipeline.from_pretrained(tmp_path / "unet-only" / "checkpoint").model
+    assert unet_only["steps"] == 2 and not torch.equal(start.unet.conv_in.weight, tuned.unet.conv_in.weight)
+    for name, module in start.named_children():
+        if name != "unet":
+            kept = dict(tuned.named_children())[name].state_dict()
+            assert all(torch.equal(w, kept[k]) for k, w in module.state_dict().items()), name
+    with pytest.raises(ValueError, match="lacks"):
+        train(dataclasses.replace(cont, train_only=["unet", "decoder"], output_dir=str(tmp_path / "u")))
+    with pytest.raises(ValueError, match="none of these modules has trainable"):
+        train(dataclasses.replace(cont, train_only=["vae"], output_dir=str(tmp_path / "v")))
     with pytest.raises(ValueError, match="may only switch modules on"):
         train(dataclasses.replace(cont, components={"baseline": True}, output_dir=str(tmp_path / "bad")))
 

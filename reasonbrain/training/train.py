@@ -81,6 +81,9 @@ class TrainConfig:
     max_train_samples: int | None = None
     max_wall_time_s: float | None = None  # stop early (and save) once the training loop has run this long
     stop_after_steps: int | None = None  # stop early (and save) at this step; the lr schedule still spans max_steps
+    # train only these top-level modules (e.g. ["unet", "cme"]), everything else frozen: a fine-tune that keeps
+    # the reading phase (text_encoder, mllm and its outcome adapter) valid; empty: whatever the model trains
+    train_only: list[str] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, path: str) -> TrainConfig:
@@ -103,6 +106,19 @@ def build_model(cfg: TrainConfig) -> ReasonBrainModel:
         model_cfg = ablation_config(model_cfg, **cfg.components)
     return ReasonBrainModel.from_config(model_cfg, load_backbones=cfg.load_backbones)
 
+
+
+def freeze_all_but(model: ReasonBrainModel, names: list[str]) -> None:
+    """Only the top-level modules ``names`` keep their trainable parameters; a name the model lacks is a ValueError."""
+    modules = dict(model.named_children())
+    unknown = sorted(set(names) - set(modules))
+    if unknown:
+        raise ValueError(f"train_only names {unknown}, which the model lacks; it has {sorted(modules)}")
+    for name, module in modules.items():
+        if name not in names:
+            module.requires_grad_(False)
+    if not any(p.requires_grad for name in names for p in modules[name].parameters()):
+        raise ValueError(f"train_only {names}: none of these modules has trainable parameters")
 
 def with_components(model: ReasonBrainModel, components: dict[str, bool]) -> ReasonBrainModel:
     """``model`` rebuilt with more components switched on: its weights are kept, the new modules start from their
@@ -276,6 +292,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         json.dump(dataclasses.asdict(cfg), f, indent=2)
 
     model = build_model(cfg)
+    if cfg.train_only:
+        freeze_all_but(model, cfg.train_only)
     mcfg = model.config
     vocabulary = vocabulary_for(mcfg)
     proposer = build_region_proposer(mcfg.regions, load_pretrained=cfg.load_backbones) if (
