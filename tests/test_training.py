@@ -165,3 +165,31 @@ def test_train_config_rejects_unknown_keys(tmp_path):
     path.write_text('{"learning_rat": 1}')
     with pytest.raises(ValueError, match="unknown training config keys"):
         TrainConfig.from_json(str(path))
+
+
+def test_validation_counts_a_refusal_as_no_change(synth_data, tmp_path, monkeypatch):
+    """A validation edit the model refuses ("There is no … in this picture", e.g. on its own blurry output) is
+    scored as no change, as the evaluations score it; it never stops the training run."""
+    from reasonbrain.pipelines.pipeline_reasonbrain import ReasonBrainEditPipeline
+    from reasonbrain.referring import ObjectNotInImageError
+    from reasonbrain.training.train import build_model, validate, vocabulary_for
+
+    cfg = TrainConfig(preset="tiny", model_overrides={"regions": {"backend": "color_segments", "config": {}},
+                                                      "defaults": {"referring_vocabulary": "synthworld"}},
+                      data_dir=str(synth_data), val_samples=3, val_steps=1)
+    model = build_model(cfg)
+    edit = ReasonBrainEditPipeline.__call__
+    first = read_split(synth_data / "val.jsonl")[0].src_image
+
+    def refuse_the_first(self, image, instruction, **kwargs):
+        if image == first:
+            raise ObjectNotInImageError("glass", ["bucket"])
+        return edit(self, image, instruction, **kwargs)
+
+    monkeypatch.setattr(ReasonBrainEditPipeline, "__call__", refuse_the_first)
+    from reasonbrain.regions import build_region_proposer
+
+    metrics = validate(model, build_region_proposer(model.config.regions, load_pretrained=False),
+                       vocabulary_for(model.config), cfg, 0, str(tmp_path))
+    n = len(read_split(synth_data / "val.jsonl")[:3])
+    assert metrics["refused"] == 1 and metrics["n"] == n >= 2 and 0.0 <= metrics["accuracy"] <= (n - 1) / n

@@ -212,16 +212,20 @@ def vae_report(model: ReasonBrainModel, cfg: TrainConfig, n: int = 200) -> dict[
 def validate(model: ReasonBrainModel, proposer, vocabulary, cfg: TrainConfig, step: int, out_dir: str) -> dict:
     """Edits ``val_samples`` validation images; reasoning accuracy where the records carry alternatives."""
     from reasonbrain.pipelines.pipeline_reasonbrain import ReasonBrainEditPipeline
+    from reasonbrain.referring import ObjectNotInImageError
 
     was_training = model.training
     pipe = ReasonBrainEditPipeline(model=model, region_proposer=proposer, vocabulary=vocabulary)
     path = os.path.join(cfg.data_dir, cfg.val_split)
     records = read_split(path)[: cfg.val_samples]
-    edits = [
-        pipe(r.src_image, r.instruction, seed=cfg.seed + i, num_inference_steps=cfg.val_steps).images[0]
-        for i, r in enumerate(records)
-    ]
-    metrics: dict[str, Any] = {"step": step, "n": len(records)}
+    edits, refused = [], 0
+    for i, r in enumerate(records):  # a "not in this picture" refusal counts as no change, as the evaluations do
+        try:
+            edits.append(pipe(r.src_image, r.instruction, seed=cfg.seed + i, num_inference_steps=cfg.val_steps).images[0])
+        except ObjectNotInImageError:
+            refused += 1
+            edits.append(load_image(r.src_image))
+    metrics: dict[str, Any] = {"step": step, "n": len(records), "refused": refused}
     if records and "alternatives" in records[0].extra:
         from reasonbrain.synthworld.accuracy import reasoning_accuracy
         from reasonbrain.synthworld.dataset import load_split
