@@ -15,7 +15,7 @@ import pytest
 from app.tabs.edit.views import MASK_LABEL
 from reasonbrain.bundled import default_checkpoint
 from reasonbrain.configuration import REASON_THEN_EDIT_MODE
-from tests.test_app_browser import CHROMIUM, CHROMIUM_ARGS, SHOTS, TIMEOUT, show_lazy_images
+from tests.test_app_browser import CHROMIUM, SHOTS, TIMEOUT, show_lazy_images
 from tests.test_app_client import launch_app
 from tests.test_app_modes import scripted_pipeline
 from tests.test_reason_then_edit import GRADIO_IMAGES, INSTRUCTION
@@ -31,13 +31,6 @@ VIEWPORTS = [(1280, 720), (1920, 1080)]
 RTE_LABEL = "tiny · reason-then-edit (random weights)"
 SYNTH_LABEL = "synth · ReasonBrain (trained)"
 
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from tests.test_app_browser import CHROMIUM, CHROMIUM_ARGS, SHOTS, TIMEOUT
+from tests.test_app_browser import CHROMIUM, SHOTS, TIMEOUT
 from tests.test_app_client import launch_app
 
 MELT = "What would happen if the ice cube were left in the sun?"
@@ -41,13 +41,6 @@ def files(app, tmp_path_factory) -> dict[str, str]:
     notes.write_text("Shopping list: milk, eggs, ice cubes.\n" * 20)
     return {"scene": str(scene), "pixel_art": str(pixel_art), "notes": str(notes)}
 
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def open_page(browser, app, width: int, height: int):

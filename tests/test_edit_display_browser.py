@@ -17,7 +17,7 @@ import os
 import pytest
 
 from app import render
-from tests.test_app_browser import CHROMIUM, CHROMIUM_ARGS, SHOTS, TIMEOUT, show_lazy_images, wait_nodes
+from tests.test_app_browser import CHROMIUM, SHOTS, TIMEOUT, show_lazy_images, wait_nodes
 from tests.test_app_client import launch_app
 
 pytestmark = [
@@ -84,13 +84,6 @@ def app(tmp_path_factory):
     with launch_app(str(tmp_path_factory.mktemp("display-app")), examples=True) as running:
         yield running
 
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def shown(page, selector: str) -> dict:
