@@ -30,7 +30,7 @@ from diffusers.optimization import get_scheduler
 from torch.utils.data import DataLoader
 
 from reasonbrain.configuration import ReasonBrainConfig
-from reasonbrain.image_io import load_image, prepare_image
+from reasonbrain.image_io import load_image
 from reasonbrain.models.reasonbrain import ReasonBrainModel
 from reasonbrain.regions import build_region_proposer
 from reasonbrain.synthworld.instructions import reframe_record
@@ -186,27 +186,12 @@ def pretrain_vae(model: ReasonBrainModel, cfg: TrainConfig, records: list, accel
     return report
 
 
-@torch.no_grad()
 def vae_report(model: ReasonBrainModel, cfg: TrainConfig, n: int = 200) -> dict[str, Any]:
     """Reconstruction L1 (on [0, 1]) of ``n`` validation targets, and their oracle accuracy on synth data."""
-    import numpy as np
+    from reasonbrain.training.refine_decoder import oracle_report
 
-    records = read_split(os.path.join(cfg.data_dir, cfg.val_split))[:n]
-    recons = []
-    for rec in records:
-        x = prepare_image(load_image(rec.tgt_image), model.config.resolution)[0][None].to(model.device)
-        y = model.decode_latents(model.encode_image_latents(x))[0]
-        recons.append(((y.permute(1, 2, 0).float().cpu().numpy() + 1) / 2).clip(0, 1))
-    targets = [prepare_image(load_image(r.tgt_image), model.config.resolution)[0] for r in records]
-    l1 = float(np.mean([np.abs(r - (t.permute(1, 2, 0).numpy() + 1) / 2).mean() for r, t in zip(recons, targets)]))
-    report: dict[str, Any] = {"n": len(records), "recon_l1": round(l1, 5)}
-    if records and "alternatives" in records[0].extra:
-        from reasonbrain.synthworld.accuracy import reasoning_accuracy
-        from reasonbrain.synthworld.dataset import load_split
-
-        synth = load_split(cfg.data_dir, os.path.splitext(cfg.val_split)[0])[: len(records)]
-        report["oracle_accuracy"] = round(reasoning_accuracy(synth, recons)["accuracy"], 4)
-    return report
+    return oracle_report(model.vae, cfg.data_dir, os.path.splitext(cfg.val_split)[0],
+                         resolution=model.config.resolution, n=n)
 
 
 def validate(model: ReasonBrainModel, proposer, vocabulary, cfg: TrainConfig, step: int, out_dir: str) -> dict:
