@@ -149,3 +149,79 @@ def test_rewriting_the_bundled_card_from_its_metrics_changes_nothing_and_restore
     (out / "README.md").write_text(card.replace(shown, "**99.9%**"))
     tool.rewrite_card(str(out))
     assert (out / "README.md").read_text() == card
+
+
+def bundled_copy(root: Path, name: str, vae: dict) -> Path:
+    """A checkpoint folder with the bundled card, metrics and outcome summary, and the given VAE tensors."""
+    from safetensors.torch import save_file
+
+    out = root / name
+    (out / "vae").mkdir(parents=True)
+    for f in ("README.md", "metrics.json", "outcome_summary.json", "loss_curve.png"):
+        shutil.copy(REPO / "checkpoints" / "synth" / f, out / f)
+    save_file(vae, str(out / "vae" / "diffusion_pytorch_model.safetensors"))
+    return out
+
+
+def test_a_refinement_ships_only_its_trained_tensors_and_joins_the_card_once(tmp_path, monkeypatch):
+    import torch
+
+    tool = load_tool()
+    weights = {"encoder.conv_in.weight": torch.zeros(2, 2), "decoder.conv_out.weight": torch.zeros(2, 2)}
+    out = bundled_copy(tmp_path, "synth", weights)
+    run = tmp_path / "refine"
+    bundled_copy(run, "checkpoint", {**weights, "decoder.conv_out.weight": torch.ones(2, 2)})
+    before = {"n": 1190, "recon_l1": 0.01265, "oracle_accuracy": 0.9748,
+              "oracle_per_transformation": {"plant_bloom": 0.364, "balloon_deflate": 0.667, "log_split": 0.85,
+                                            "ice_melt": 1.0}}
+    after = {**before, "recon_l1": 0.0121, "oracle_accuracy": 0.99,
+             "oracle_per_transformation": {"plant_bloom": 0.9, "balloon_deflate": 0.933, "log_split": 1.0,
+                                           "ice_melt": 1.0}}
+    (run / "summary.json").write_text(json.dumps({
+        "config": {"steps": 1500, "batch_size": 32, "learning_rate": 2e-4, "edit_weight": 10.0, "seed": 0},
+        "chosen_step": 1200, "wall_time_s": 1500.0, "train_records": 18887, "validation_before": before,
+        "validation_after": after}))
+    metrics = json.loads((out / "metrics.json").read_text())
+    figures = {k: metrics[k] for k in ("test", "test_rephrased", "ci_subset", "chains", "freeform")}
+    figures["test"] = {**figures["test"], "accuracy": 0.951}
+    monkeypatch.setattr(tool, "_evaluate", lambda checkpoint, args: figures)  # the evaluations are tested apart
+    freeform = tmp_path / "freeform.json"
+    freeform.write_text("{}")
+    argv = ["--refinement", str(run), "--trained", "vae/decoder.", "vae/post_quant_conv.", "--freeform",
+            str(freeform), "--out", str(out)]
+    for _ in range(2):  # shipping the same run again replaces its item instead of adding a second one
+        assert tool.main(argv) == 0
+    shipped_vae = (out / "vae" / "diffusion_pytorch_model.safetensors").read_bytes()
+    assert shipped_vae == (run / "checkpoint" / "vae" / "diffusion_pytorch_model.safetensors").read_bytes()
+    card = (out / "README.md").read_text()
+    assert card.count(". Refinement: ") == 1 and "**95.1%**" in card
+    item = card.split(". Refinement: ")[1].split("\n")[0]
+    assert "`vae/decoder.`, `vae/post_quant_conv.` (every other weight is the previous" in item
+    assert "steps 1500, batch size 32, learning rate 0.0002, edit weight 10.0; 18,887 training records" in item
+    assert "97.5% -> 99.0% (the three lowest before: plant_bloom 36.4% -> 90.0%, balloon_deflate 66.7% -> " in item
+    assert card.index("Reading people's wording") < card.index(". Refinement: ") < card.index("Export and evaluation")
+    assert "### What the model says it inferred" in card  # the untouched outcome adapter keeps its section
+    shipped = json.loads((out / "metrics.json").read_text())
+    assert [r["chosen_step"] for r in shipped["refinements"]] == [1200] and shipped["test"]["accuracy"] == 0.951
+    assert tool.main(["--rewrite-card", "--out", str(out)]) == 0 and (out / "README.md").read_text() == card
+
+
+def test_a_refinement_that_changes_other_tensors_is_refused(tmp_path, monkeypatch):
+    import torch
+
+    tool = load_tool()
+    weights = {"encoder.conv_in.weight": torch.zeros(2, 2), "decoder.conv_out.weight": torch.zeros(2, 2)}
+    out = bundled_copy(tmp_path, "synth", weights)
+    card = (out / "README.md").read_text()
+    run = tmp_path / "refine"
+    bundled_copy(run, "checkpoint", {**weights, "encoder.conv_in.weight": torch.ones(2, 2)})
+    (run / "summary.json").write_text("{}")
+    monkeypatch.setattr(tool, "_evaluate", lambda checkpoint, args: pytest.fail("evaluated a refused checkpoint"))
+    argv = ["--refinement", str(run), "--trained", "vae/decoder.", "--freeform", "f.json", "--out", str(out)]
+    with pytest.raises(ValueError, match="changes tensors outside .* vae/encoder.conv_in.weight"):
+        tool.main(argv)
+    (run / "checkpoint" / "unet").mkdir()
+    (run / "checkpoint" / "unet" / "model.safetensors").write_bytes(b"new")
+    with pytest.raises(ValueError, match=r"different weight files: \['unet/model.safetensors'\]"):
+        tool.main(argv)
+    assert (out / "README.md").read_text() == card

@@ -6,6 +6,8 @@ attach an inferred-outcome adapter (train_outcome) to it.
         --out checkpoints/synth [--data-dir data/synth]
     python tools/add_reading_phase.py --attach-outcome runs/synth_reader_unet/candidate-outcome \
         --outcome-eval runs/synth_reader_unet/outcome_eval.json --out checkpoints/synth
+    python tools/add_reading_phase.py --refinement runs/decoder_refine --trained vae/decoder. vae/post_quant_conv. \
+        --freeform runs/decoder_refine/freeform.json --out checkpoints/synth
     python tools/add_reading_phase.py --rewrite-card --out checkpoints/synth  # the card's text from metrics.json
 
 ``tools/export_synth_checkpoint.py --reader-run ...`` does the first from the earlier phases' run folders; this tool
@@ -16,6 +18,10 @@ card's status, test table, chains line, reading phase, people's-wording section 
 Attaching: the outcome checkpoint must hold the same weights as OUT apart from its generation-only adapter (checked
 file by file: edits, and so every edit figure, stay the same); it replaces OUT, and its training summary and the
 ``benchmarks/outcome_eval.py --json-out`` figures go into metrics.json and the card.
+Refining (a run folder holding ``checkpoint/`` and ``summary.json``, e.g. ``reasonbrain.training.refine_decoder``):
+only the tensors named by ``--trained`` (prefixes ``FOLDER/TENSOR``) may differ from OUT's, so the reader, the MLLM
+and the outcome adapter stay valid; the held-out figures are evaluated again as for reading, and the refinement is
+listed in metrics.json's ``refinements`` and as a training item on the card.
 """
 
 from __future__ import annotations
@@ -51,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--freeform")
     ap.add_argument("--attach-outcome", metavar="CKPT", help="a train_outcome output folder built on OUT's weights")
     ap.add_argument("--outcome-eval", metavar="JSON", help="benchmarks/outcome_eval.py --json-out of that folder")
+    ap.add_argument("--refinement", metavar="RUN", help="a refinement run folder (checkpoint/ and summary.json)")
+    ap.add_argument("--trained", nargs="+", metavar="PREFIX",
+                    help="with --refinement: the tensors it may change, as FOLDER/NAME prefixes (vae/decoder.)")
     ap.add_argument("--rewrite-card", action="store_true",
                     help="rewrite OUT's card from its own metrics.json (no evaluation; after a change to the card's text)")
     ap.add_argument("--out", default="checkpoints/synth")
@@ -60,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.rewrite_card:
         card = rewrite_card(args.out)
+    elif args.refinement:
+        if not (args.trained and args.freeform):
+            ap.error("--refinement needs --trained and --freeform (benchmarks/freeform_eval.py on its checkpoint)")
+        card = add_refinement(args)
     elif args.attach_outcome:
         if not args.outcome_eval:
             ap.error("--attach-outcome needs --outcome-eval")
@@ -73,12 +86,54 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def add_reading(args) -> str:
+    reader = _read_reader_run(args.reader_run, args.reader_checkpoint)  # fails early when a stage is undocumented
+    tmp = _stage(args.reader_checkpoint, args.out)
+    figures = _evaluate(tmp, args)
+    metrics = _read_json(os.path.join(tmp, "metrics.json"))
+    metrics.pop("outcome", None)  # a new reader: an earlier outcome adapter no longer applies
+    metrics.pop("refinements", None)  # the reader checkpoint's weights replace what they trained
+    # the model it reads for (its figures before the first reading phase), to show what reading costs
+    metrics.setdefault("teacher", {"test": metrics["test"], "chains": metrics["chains"]})
+    metrics.update(figures, reader=reader)
+    _write_json(os.path.join(tmp, "metrics.json"), metrics)
+
+    card = reading_card(_read_text(os.path.join(tmp, "README.md")), metrics)
+    _finish(tmp, args.out, card)
+    return card
+
+
+def add_refinement(args) -> str:
+    """A refinement run's checkpoint into OUT: only ``--trained`` tensors may differ; every held-out figure again."""
+    candidate = os.path.join(args.refinement, "checkpoint")
+    _check_changed_only(candidate, args.out, args.trained)
+    summary = _read_json(os.path.join(args.refinement, "summary.json"))
+    tmp = _stage(candidate, args.out)
+    figures = _evaluate(tmp, args)
+    metrics = _read_json(os.path.join(tmp, "metrics.json"))
+    entry = {"run": args.refinement, "trained": args.trained,
+             **{k: summary[k] for k in REFINEMENT_FIELDS if k in summary}}
+    metrics["refinements"] = [r for r in metrics.get("refinements", []) if r["run"] != args.refinement] + [entry]
+    metrics.update(figures)
+    _write_json(os.path.join(tmp, "metrics.json"), metrics)
+    card = _read_text(os.path.join(tmp, "README.md"))
+    if "outcome" in metrics:  # the adapter is untouched (checked above), so its figures stand
+        card = _with_outcome(reading_card(card, metrics), _read_json(os.path.join(tmp, "outcome_summary.json")),
+                             metrics["outcome"], args.out)
+    else:
+        card = reading_card(card, metrics)
+    _finish(tmp, args.out, card)
+    return card
+
+
+REFINEMENT_FIELDS = ("config", "chosen_step", "wall_time_s", "train_records", "validation_before", "validation_after")
+
+
+def _evaluate(checkpoint: str, args) -> dict:
+    """The held-out figures the card states: test split (own wording and rephrased), chains, CI subset, free-form."""
     from reasonbrain.evaluation.synth_eval import evaluate_chains, evaluate_ci_subset, evaluate_split
     from reasonbrain.pipelines.pipeline_reasonbrain import ReasonBrainEditPipeline
 
-    reader = _read_reader_run(args.reader_run, args.reader_checkpoint)  # fails early when a stage is undocumented
-    tmp = _stage(args.reader_checkpoint, args.out)
-    pipe = ReasonBrainEditPipeline.from_pretrained(tmp)
+    pipe = ReasonBrainEditPipeline.from_pretrained(checkpoint)
     test = evaluate_split(pipe, args.data_dir, "test")
     rephrased = evaluate_split(pipe, args.data_dir, "test", rephrase=True, stride=args.rephrase_stride)
     chains = evaluate_chains(pipe, args.data_dir, limit=args.chains)
@@ -86,17 +141,38 @@ def add_reading(args) -> str:
         ci_subset = evaluate_ci_subset(pipe, work)
     with open(args.freeform, encoding="utf-8") as f:
         freeform = json.load(f)["summary"]
-    metrics = _read_json(os.path.join(tmp, "metrics.json"))
-    metrics.pop("outcome", None)  # a new reader: an earlier outcome adapter no longer applies
-    # the model it reads for (its figures before the first reading phase), to show what reading costs
-    metrics.setdefault("teacher", {"test": metrics["test"], "chains": metrics["chains"]})
-    metrics.update(test=test, test_rephrased=rephrased, ci_subset=ci_subset, chains=chains, reader=reader,
-                   freeform=freeform)
-    _write_json(os.path.join(tmp, "metrics.json"), metrics)
+    return dict(test=test, test_rephrased=rephrased, ci_subset=ci_subset, chains=chains, freeform=freeform)
 
-    card = reading_card(_read_text(os.path.join(tmp, "README.md")), metrics)
-    _finish(tmp, args.out, card)
-    return card
+
+def _check_changed_only(candidate: str, out: str, trained: list[str]) -> list[str]:
+    """The ``FOLDER/TENSOR`` names whose values differ between the two checkpoints; raises when one lies outside
+    ``trained``, or when the two hold different weight files or tensor names."""
+    from safetensors.torch import load_file
+
+    def files(root: str) -> set[str]:
+        return {os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs
+                if f.endswith((".safetensors", ".bin", ".pt"))}
+
+    mine, theirs = files(candidate), files(out)
+    if mine != theirs:
+        raise ValueError(f"{candidate} and {out} hold different weight files: {sorted(mine ^ theirs)}")
+    changed = []
+    for rel in sorted(mine):
+        a, b = os.path.join(candidate, rel), os.path.join(out, rel)
+        if filecmp.cmp(a, b, shallow=False):
+            continue
+        if not rel.endswith(".safetensors"):
+            raise ValueError(f"{rel} differs and is not a safetensors file: it cannot be checked tensor by tensor")
+        ta, tb = load_file(a), load_file(b)
+        if ta.keys() != tb.keys():
+            raise ValueError(f"{rel} holds other tensors in {candidate} than in {out}")
+        folder = os.path.dirname(rel)
+        changed += [f"{folder}/{k}" for k in sorted(ta) if not (ta[k].shape == tb[k].shape and ta[k].equal(tb[k]))]
+    outside = [name for name in changed if not name.startswith(tuple(trained))]
+    if outside:
+        raise ValueError(f"{candidate} changes tensors outside {trained}: {', '.join(outside[:5])}"
+                         f"{' ...' if len(outside) > 5 else ''}")
+    return changed
 
 
 def reading_card(card: str, metrics: dict) -> str:
@@ -107,8 +183,10 @@ def reading_card(card: str, metrics: dict) -> str:
     card = re.sub(r"## Status\n.*?\n\n", lambda m: f"## Status\n{status_text(test)} {_reading_status(rephrased, freeform)}"
                   "\n\n", card, count=1, flags=re.S)
     card = re.sub(r"\n\d+\. Reading people's wording [^\n]*", "", card)  # an earlier reading phase
-    card = card.replace("\n\nExport and evaluation", "\n" + _reading_text(reader, None, n_phases)
-                        + "\n\nExport and evaluation", 1)
+    card = re.sub(r"\n\d+\. Refinement: [^\n]*", "", card)  # earlier refinement items
+    items = [_reading_text(reader, None, n_phases)] + [
+        _refinement_text(r, n_phases + i) for i, r in enumerate(metrics.get("refinements", []), 1)]
+    card = card.replace("\n\nExport and evaluation", "\n" + "\n".join(items) + "\n\nExport and evaluation", 1)
     card = re.sub(r"\| category \| n \| reasoning accuracy \|\n.*?s per edit\.", lambda m: markdown_table(test), card,
                   count=1, flags=re.S)
     chains_text = " / ".join(f"{k}: {v:.1%}" for k, v in chains.items() if k.endswith("-step"))
@@ -229,6 +307,27 @@ def _people_text(rephrased: dict, freeform: dict, test: dict, chains: dict, teac
             f"{hops}.\n\n"
             f"The test split rephrased in held-out wording families (`synthworld.language.rephrase_record`, every "
             f"second record, n={rephrased['n']}): {rephrased['accuracy']:.1%} ({per}).\n\n" + _freeform_text(freeform))
+
+
+def _refinement_text(entry: dict, number: int) -> str:
+    """One refinement run as a training item: what it trained, on what, and its validation before and after."""
+    cfg, before, after = entry.get("config", {}), entry.get("validation_before", {}), entry.get("validation_after", {})
+    settings = ", ".join(f"{k.replace('_', ' ')} {cfg[k]}" for k in REFINEMENT_SETTINGS if k in cfg)
+    oracle = ""
+    if "oracle_accuracy" in before and "oracle_accuracy" in after:
+        worst = sorted(before.get("oracle_per_transformation", {}).items(), key=lambda kv: kv[1])[:3]
+        per = ", ".join(f"{k} {v:.1%} -> {after.get('oracle_per_transformation', {}).get(k, float('nan')):.1%}"
+                        for k, v in worst)
+        oracle = (f" Validation oracle (true targets through the VAE, the ceiling on any edit) "
+                  f"{before['oracle_accuracy']:.1%} -> {after['oracle_accuracy']:.1%} (the three lowest before: "
+                  f"{per}); reconstruction L1 {before['recon_l1']:.5f} -> {after['recon_l1']:.5f}.")
+    return (f"{number}. Refinement: `{entry['run']}` trained only {', '.join(f'`{t}`' for t in entry['trained'])} "
+            f"(every other weight is the previous phase's, so the reader, MLLM and outcome adapter stay valid): {settings}; {entry.get('train_records', '?'):,} "
+            f"training records, {entry.get('wall_time_s', 0) / 60:.0f} min on CPU, step "
+            f"{entry.get('chosen_step', '?')} chosen on the validation split.{oracle}")
+
+
+REFINEMENT_SETTINGS = ("steps", "batch_size", "learning_rate", "edit_weight", "latent_noise")
 
 
 def _outcome_text(summary: dict, evaluation: dict) -> str:
