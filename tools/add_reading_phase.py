@@ -125,7 +125,7 @@ def add_refinement(args) -> str:
     return card
 
 
-REFINEMENT_FIELDS = ("config", "chosen_step", "wall_time_s", "train_records", "validation_before", "validation_after")
+REFINEMENT_FIELDS = ("module", "config", "chosen_step", "wall_time_s", "train_records", "validation_before", "validation_after")
 
 
 def _evaluate(checkpoint: str, args) -> dict:
@@ -183,7 +183,7 @@ def reading_card(card: str, metrics: dict) -> str:
     card = re.sub(r"## Status\n.*?\n\n", lambda m: f"## Status\n{status_text(test)} {_reading_status(rephrased, freeform)}"
                   "\n\n", card, count=1, flags=re.S)
     card = re.sub(r"\n\d+\. Reading people's wording [^\n]*", "", card)  # an earlier reading phase
-    card = re.sub(r"\n\d+\. Refinement: [^\n]*", "", card)  # earlier refinement items
+    card = re.sub(r"\n\d+\. Refinement[ :][^\n]*", "", card)  # earlier refinement items
     items = [_reading_text(reader, None, n_phases)] + [
         _refinement_text(r, n_phases + i) for i, r in enumerate(metrics.get("refinements", []), 1)]
     card = card.replace("\n\nExport and evaluation", "\n" + "\n".join(items) + "\n\nExport and evaluation", 1)
@@ -321,9 +321,11 @@ def _refinement_text(entry: dict, number: int) -> str:
         oracle = (f" Validation oracle (true targets through the VAE, the ceiling on any edit) "
                   f"{before['oracle_accuracy']:.1%} -> {after['oracle_accuracy']:.1%} (the three lowest before: "
                   f"{per}); reconstruction L1 {before['recon_l1']:.5f} -> {after['recon_l1']:.5f}.")
-    return (f"{number}. Refinement: `{entry['run']}` trained only {', '.join(f'`{t}`' for t in entry['trained'])} "
-            f"(every other weight is the previous phase's, so the reader, MLLM and outcome adapter stay valid): {settings}; {entry.get('train_records', '?'):,} "
-            f"training records, {entry.get('wall_time_s', 0) / 60:.0f} min on CPU, step "
+    module = f" (`python -m {entry['module']}`)" if "module" in entry else ""
+    trained = ", ".join(f"`{t}`" for t in entry["trained"])
+    return (f"{number}. Refinement{module}: `{entry['run']}` trained only {trained} (every other weight is the "
+            f"previous phase's, so the reader, MLLM and outcome adapter stay valid): {settings}; "
+            f"{entry.get('train_records', '?'):,} training records, {entry.get('wall_time_s', 0) / 60:.0f} min on CPU, step "
             f"{entry.get('chosen_step', '?')} chosen on the validation split.{oracle}")
 
 

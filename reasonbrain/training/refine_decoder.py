@@ -216,7 +216,7 @@ def refine_decoder(cfg: RefineConfig) -> dict[str, Any]:
         shutil.rmtree(out_checkpoint)
     shutil.copytree(cfg.checkpoint, out_checkpoint)
     vae.save_pretrained(os.path.join(out_checkpoint, VAE_FOLDER))
-    summary = {"config": asdict(cfg), "chosen_step": chosen_step, "wall_time_s": round(time.time() - start, 1),
+    summary = {"module": "reasonbrain.training.refine_decoder", "config": asdict(cfg), "chosen_step": chosen_step, "wall_time_s": round(time.time() - start, 1),
                "train_records": len(records), "validation_before": before, "validation_after": after}
     with open(os.path.join(cfg.out, "summary.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)
