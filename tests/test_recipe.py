@@ -242,6 +242,14 @@ FORMER_CHECKPOINT_COMMANDS = [
     "tools/add_reading_phase.py --attach-outcome runs/synth_reader_unet/candidate-outcome "
     "--outcome-eval runs/synth_reader_unet/outcome_eval.json --out checkpoints/synth",
 ]
+DECODER_COMMANDS = [
+    "-m reasonbrain.training.refine_decoder --checkpoint checkpoints/synth --data-dir data/synth "
+    "--out runs/synth_decoder --steps 1500 --batch-size 32 --edit-weight 10.0 --val-every 300",
+    "benchmarks/freeform_eval.py --checkpoint runs/synth_decoder/checkpoint "
+    "--json-out runs/synth_decoder/freeform.json",
+    "tools/add_reading_phase.py --refinement runs/synth_decoder --trained vae/decoder. vae/post_quant_conv. "
+    "--freeform runs/synth_decoder/freeform.json --out checkpoints/synth",
+]
 
 
 def test_reader_plans_the_former_makefile_commands_in_order(reader, tmp_path, monkeypatch):
@@ -251,15 +259,18 @@ def test_reader_plans_the_former_makefile_commands_in_order(reader, tmp_path, mo
         "recogniser (reasonbrain.training.train_recogniser)", "selection (tools/select_reader_checkpoint.py)",
         "freeform (benchmarks/freeform_eval.py)", "outcome (reasonbrain.training.train_outcome)",
         "outcome-eval (benchmarks/outcome_eval.py)", "reading-phase (tools/add_reading_phase.py)",
-        "outcome-adapter (tools/add_reading_phase.py)"]
+        "outcome-adapter (tools/add_reading_phase.py)", "decoder (reasonbrain.training.refine_decoder)",
+        "decoder-freeform (benchmarks/freeform_eval.py)", "decoder-refinement (tools/add_reading_phase.py)"]
     reading = plan(reader, to_step="outcome-eval")
     assert [s.argv for s in reading] == [[sys.executable, *c.split()] for c in FORMER_READER_COMMANDS]
-    checkpoint = plan(reader, from_step="reading-phase")
+    checkpoint = plan(reader, from_step="reading-phase", to_step="outcome-adapter")
     assert [s.argv for s in checkpoint] == [[sys.executable, *c.split()] for c in FORMER_CHECKPOINT_COMMANDS]
+    decoder = plan(reader, from_step="decoder")
+    assert [s.argv for s in decoder] == [[sys.executable, *c.split()] for c in DECODER_COMMANDS]
     assert [c.output for c in reader.steps] == [
         "runs/synth_reader_unet/candidate/recogniser_summary.json", None, "runs/synth_reader_unet/freeform.json",
         "runs/synth_reader_unet/candidate-outcome/outcome_summary.json", "runs/synth_reader_unet/outcome_eval.json",
-        None, None]
+        None, None, "runs/synth_decoder/summary.json", "runs/synth_decoder/freeform.json", None]
 
 
 def test_makefile_reading_targets_run_the_reader_recipe():
