@@ -38,7 +38,8 @@ clean:
 # Rebuild the bundled default checkpoint: data (+ 160,000 extra training samples, seeds 1 to 3), training
 # (VAE pre-training + main phase, then eight continuation phases; stages 4, 7 and 9 are batch 128 and were run
 # on a GPU), export with model card (the stage-9 teacher), then the reading phase (`synth-reader`) put into it
-# with its free-form figures, and the inferred-outcome adapter attached (the reading recipe's last two steps).
+# with its free-form figures, the inferred-outcome adapter attached, then the VAE decoder refined where edits happen
+# and shipped the same way (the reading recipe's last steps).
 synth-checkpoint: synth-teacher synth-reader
 	$(BIN)/python -m reasonbrain.training.recipe run configs/recipes/synth_reader.json --from-step reading-phase
 
