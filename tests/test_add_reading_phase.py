@@ -194,16 +194,18 @@ def test_a_refinement_ships_only_its_trained_tensors_and_joins_the_card_once(tmp
     shipped_vae = (out / "vae" / "diffusion_pytorch_model.safetensors").read_bytes()
     assert shipped_vae == (run / "checkpoint" / "vae" / "diffusion_pytorch_model.safetensors").read_bytes()
     card = (out / "README.md").read_text()
-    assert card.count(". Refinement (`python -m reasonbrain.training.refine_decoder`): ") == 1
-    assert "**95.1%**" in card
-    item = card.split(". Refinement (")[1].split("\n")[0]
+    marker = ". Refinement (`python -m reasonbrain.training.refine_decoder`): "
+    bundled = (REPO / "checkpoints" / "synth" / "README.md").read_text().count(marker)
+    assert card.count(marker) == bundled + 1 and "**95.1%**" in card  # the bundled card's own refinements stay
+    item = card.split(f"{marker}`{run}`")[1].split("\n")[0]
     assert "`vae/decoder.`, `vae/post_quant_conv.` (every other weight is the previous" in item
     assert "steps 1500, batch size 32, learning rate 0.0002, edit weight 10.0; 18,887 training records" in item
     assert "97.5% -> 99.0% (the three lowest before: plant_bloom 36.4% -> 90.0%, balloon_deflate 66.7% -> " in item
-    assert card.index("Reading people's wording") < card.index(". Refinement (") < card.index("Export and evaluation")
+    assert card.index("Reading people's wording") < card.index(str(run)) < card.index("Export and evaluation")
     assert "### What the model says it inferred" in card  # the untouched outcome adapter keeps its section
     shipped = json.loads((out / "metrics.json").read_text())
-    assert [r["chosen_step"] for r in shipped["refinements"]] == [1200] and shipped["test"]["accuracy"] == 0.951
+    assert [r["chosen_step"] for r in shipped["refinements"] if r["run"] == str(run)] == [1200]
+    assert shipped["test"]["accuracy"] == 0.951
     assert tool.main(["--rewrite-card", "--out", str(out)]) == 0 and (out / "README.md").read_text() == card
 
 

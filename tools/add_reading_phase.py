@@ -196,8 +196,11 @@ def reading_card(card: str, metrics: dict) -> str:
     card = _set_section(card, "## People's wording", _people_text(rephrased, freeform, test, chains,
                                                                   metrics["teacher"]))
     recipes = " then ".join(f"`{s['config_file']}`" for s in reader["stages"] if s.get("config_file"))
+    modules = ["reasonbrain.training.train_recogniser"] + [r["module"] for r in metrics.get("refinements", [])
+                                                           if "module" in r]
+    tail = " and ".join(f"`python -m {m}`" for m in modules)
     card = re.sub(r"(then `configs/train_synth_stage9\.json`)[^;]*;", lambda m: f"{m.group(1)} then {recipes} and "
-                  "`python -m reasonbrain.training.train_recogniser`;", card, count=1)
+                  f"{tail};", card, count=1)
     return card
 
 
