@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
 import json
 import logging
 import math
@@ -38,6 +37,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from reasonbrain.image_io import load_image, prepare_image
 from reasonbrain.reason50k import Reason50KRecord, read_split
+from reasonbrain.training.train import append_csv
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ def refine_decoder(cfg: RefineConfig) -> dict[str, Any]:
 
     def validate(step: int) -> dict[str, Any]:
         report = oracle_report(vae, cfg.data_dir, "val", resolution=resolution, n=cfg.val_samples)
-        _append_csv(metrics_csv, {"step": step, "loss": "", "val_recon_l1": report["recon_l1"],
+        append_csv(metrics_csv, {"step": step, "loss": "", "val_recon_l1": report["recon_l1"],
                                   "val_oracle": report.get("oracle_accuracy", "")})
         logger.info("step %d validation: oracle %s, L1 %s", step, report.get("oracle_accuracy"),
                     report["recon_l1"])
@@ -201,7 +201,7 @@ def refine_decoder(cfg: RefineConfig) -> dict[str, Any]:
         optimizer.step()
         scheduler.step()
         if step % 50 == 0:
-            _append_csv(metrics_csv, {"step": step, "loss": round(loss.item(), 6), "val_recon_l1": "",
+            append_csv(metrics_csv, {"step": step, "loss": round(loss.item(), 6), "val_recon_l1": "",
                                       "val_oracle": ""})
             logger.info("step %d/%d loss %.5f (%.0f s)", step, cfg.steps, loss.item(), time.time() - start)
         if step % cfg.val_every == 0 or step == cfg.steps:
@@ -231,15 +231,6 @@ def _better(report: dict[str, Any], than: dict[str, Any]) -> bool:
 def _cycle(loader):
     while True:
         yield from loader
-
-
-def _append_csv(path: str, row: dict[str, Any]) -> None:
-    new = not os.path.exists(path)
-    with open(path, "a", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
 
 
 def main(argv: list[str] | None = None) -> int:
