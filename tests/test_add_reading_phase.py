@@ -221,6 +221,8 @@ def test_a_refinement_that_changes_other_tensors_is_refused(tmp_path, monkeypatc
     (run / "summary.json").write_text("{}")
     monkeypatch.setattr(tool, "_evaluate", lambda checkpoint, args: pytest.fail("evaluated a refused checkpoint"))
     argv = ["--refinement", str(run), "--trained", "vae/decoder.", "--freeform", "f.json", "--out", str(out)]
+    with pytest.raises(SystemExit):  # what it may change must be named, and its free-form figures given
+        tool.main(["--refinement", str(run), "--freeform", "f.json", "--out", str(out)])
     with pytest.raises(ValueError, match="changes tensors outside .* vae/encoder.conv_in.weight"):
         tool.main(argv)
     (run / "checkpoint" / "unet").mkdir()

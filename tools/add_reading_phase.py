@@ -6,8 +6,8 @@ attach an inferred-outcome adapter (train_outcome) to it.
         --out checkpoints/synth [--data-dir data/synth]
     python tools/add_reading_phase.py --attach-outcome runs/synth_reader_unet/candidate-outcome \
         --outcome-eval runs/synth_reader_unet/outcome_eval.json --out checkpoints/synth
-    python tools/add_reading_phase.py --refinement runs/decoder_refine --trained vae/decoder. vae/post_quant_conv. \
-        --freeform runs/decoder_refine/freeform.json --out checkpoints/synth
+    python tools/add_reading_phase.py --refinement runs/synth_decoder --trained vae/decoder. vae/post_quant_conv. \
+        --freeform runs/synth_decoder/freeform.json --out checkpoints/synth
     python tools/add_reading_phase.py --rewrite-card --out checkpoints/synth  # the card's text from metrics.json
 
 ``tools/export_synth_checkpoint.py --reader-run ...`` does the first from the earlier phases' run folders; this tool

@@ -1,7 +1,7 @@
 """Sharpen a trained synth checkpoint's VAE decoder where edits happen; the encoder stays as it is.
 
     python -m reasonbrain.training.refine_decoder --checkpoint checkpoints/synth --data-dir data/synth \\
-        --out runs/decoder_refine [--steps 2000] [--edit-weight 10] [--latent-noise 0.05]
+        --out runs/synth_decoder [--steps 1500] [--edit-weight 10] [--latent-noise 0.1]
 
 Why: the synth VAE was pre-trained with a plain whole-image L1, so small objects that change blur into each
 other (a deflated balloon on the ground against a popped one's scraps, a bud against a bloom). Even the true
@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from reasonbrain.image_io import load_image, prepare_image
 from reasonbrain.reason50k import Reason50KRecord, read_split
-from reasonbrain.training.train import append_csv
+from reasonbrain.training.train import _cycle, append_csv
 
 logger = logging.getLogger(__name__)
 
@@ -216,8 +216,9 @@ def refine_decoder(cfg: RefineConfig) -> dict[str, Any]:
         shutil.rmtree(out_checkpoint)
     shutil.copytree(cfg.checkpoint, out_checkpoint)
     vae.save_pretrained(os.path.join(out_checkpoint, VAE_FOLDER))
-    summary = {"module": "reasonbrain.training.refine_decoder", "config": asdict(cfg), "chosen_step": chosen_step, "wall_time_s": round(time.time() - start, 1),
-               "train_records": len(records), "validation_before": before, "validation_after": after}
+    summary = {"module": "reasonbrain.training.refine_decoder", "config": asdict(cfg), "chosen_step": chosen_step,
+               "wall_time_s": round(time.time() - start, 1), "train_records": len(records),
+               "validation_before": before, "validation_after": after}
     with open(os.path.join(cfg.out, "summary.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)
     return summary
@@ -226,11 +227,6 @@ def refine_decoder(cfg: RefineConfig) -> dict[str, Any]:
 def _better(report: dict[str, Any], than: dict[str, Any]) -> bool:
     key = (report.get("oracle_accuracy") or 0.0, -(report["recon_l1"] or math.inf))
     return key > (than.get("oracle_accuracy") or 0.0, -(than["recon_l1"] or math.inf))
-
-
-def _cycle(loader):
-    while True:
-        yield from loader
 
 
 def main(argv: list[str] | None = None) -> int:
