@@ -132,6 +132,37 @@ def test_chain_figures_come_from_held_out_chains(tmp_path):
     assert evaluate_chains(pipe, str(tmp_path), progress=False, split=None)["chains"] == len(chains)
 
 
+def test_chain_figures_are_split_by_what_the_chains_hold_out(tmp_path):
+    """per_holdout: chains whose every step is seen in training apart from those with a held-out template or
+    kind x background; the card's chain sentence states both."""
+    from types import SimpleNamespace
+
+    from reasonbrain.evaluation.synth_eval import chains_text, evaluate_chains
+    from reasonbrain.image_io import load_image
+    from reasonbrain.synthworld.accuracy import holdout_group
+    from reasonbrain.synthworld.dataset import load_chains, write_dataset
+
+    write_dataset(tmp_path, n=20, seed=9, resolution=64, n_chains=30, workers=1, progress=False)
+    held = [c for c in load_chains(tmp_path) if c.split == "test"]
+    seen = [c for c in held if all(holdout_group(r) == "seen" for r in c.steps)]
+    assert len(seen) == 1 and len(held) == 4 and len(seen[0].steps) == 3
+    answer = {r.instruction: r.path(r.tgt_image if c in seen else r.src_image) for c in held for r in c.steps}
+    assert len(answer) == 11
+
+    def pipe(image, instruction, **kwargs):  # right on the seen chain's steps, "no change" (never right) elsewhere
+        return SimpleNamespace(images=[load_image(answer[instruction])])
+
+    result = evaluate_chains(pipe, str(tmp_path), progress=False)
+    assert result["per_holdout"] == {"seen": {"1-step": 1.0, "2-step": 1.0, "3-step": 1.0},
+                                     "held out": {"1-step": 0.0, "2-step": 0.0, "3-step": 0.0}}
+    assert result["count_per_holdout"] == {"seen": {1: 1, 2: 1, 3: 1}, "held out": {1: 3, 2: 3, 3: 2}}
+    assert result["1-step"] == 0.25 and result["count_per_depth"] == {1: 4, 2: 4, 3: 3}
+    assert chains_text(result) == (
+        "1-step: 25.0% / 2-step: 25.0% / 3-step: 33.3% (chains holding nothing out from training (1): 100.0% / "
+        "100.0% / 100.0%; chains with a held-out template or kind x background (3): 0.0% / 0.0% / 0.0%)")
+    assert chains_text({"1-step": 0.5, "chains": 2}) == "1-step: 50.0%"  # results from before the split
+
+
 def test_rewriting_the_bundled_card_from_its_metrics_changes_nothing_and_restores_figures(tmp_path):
     """--rewrite-card writes every reading and outcome section from metrics.json alone: on the shipped card it is a
     no-op, and a figure edited by hand comes back."""

@@ -185,6 +185,27 @@ def test_reasoning_accuracy(samples):
         reasoning_accuracy(sub, [s.tgt for s in sub[:3]])
 
 
+def test_reasoning_accuracy_per_holdout(samples):
+    """Accuracy per what a record holds out from training, beside the per-category figures; the table shows it."""
+    from reasonbrain.evaluation.synth_eval import markdown_table
+    from reasonbrain.synthworld.accuracy import HOLDOUT_GROUPS, holdout_group
+
+    groups = Counter(holdout_group(s) for s in samples)
+    assert set(groups) == set(HOLDOUT_GROUPS), groups  # 160 samples of seed 7 hold every kind
+    assert holdout_group(samples[0].record) == holdout_group(samples[0])
+    edits = [s.tgt if holdout_group(s) in ("seen", "combo") else s.src for s in samples]
+    result = reasoning_accuracy(samples, edits)
+    assert result["per_holdout"] == {"seen": 1.0, "template": 0.0, "combo": 1.0, "template+combo": 0.0}
+    assert result["count_per_holdout"] == {g: groups[g] for g in HOLDOUT_GROUPS}
+    assert result["accuracy"] == pytest.approx((groups["seen"] + groups["combo"]) / len(samples))
+    table = markdown_table({**result, "seconds_per_edit": 0.5})
+    assert f"| the instruction template | {groups['template']} | 0.0% |" in table
+    assert f"| nothing (template and kind x background seen in training) | {groups['seen']} | 100.0% |" in table
+    assert table.index("| **overall** |") < table.index("| held out from training |") < table.index("L1 to target")
+    del result["per_holdout"]
+    assert "held out from training" not in markdown_table({**result, "seconds_per_edit": 0.5})
+
+
 # ----------------------------------------------------------------------------------------- splits
 def test_split_holdouts(renderer):
     by_split: dict[str, list[int]] = {"train": [], "val": [], "test": []}

@@ -41,6 +41,7 @@ from export_synth_checkpoint import (  # noqa: E402
     _freeform_text,
     _read_reader_run,
     _reading_text,
+    chains_text,
     markdown_table,
     status_text,
 )
@@ -189,10 +190,9 @@ def reading_card(card: str, metrics: dict) -> str:
     card = card.replace("\n\nExport and evaluation", "\n" + "\n".join(items) + "\n\nExport and evaluation", 1)
     card = re.sub(r"\| category \| n \| reasoning accuracy \|\n.*?s per edit\.", lambda m: markdown_table(test), card,
                   count=1, flags=re.S)
-    chains_text = " / ".join(f"{k}: {v:.1%}" for k, v in chains.items() if k.endswith("-step"))
     card = re.sub(r"Multi-hop chains \(each step edits the model's own previous output; \d+ [^)]*chains\): [^\n]*\.",
                   lambda m: f"Multi-hop chains (each step edits the model's own previous output; {chains['chains']} "
-                  f"held-out test-split chains): {chains_text}.", card, count=1)
+                  f"held-out test-split chains): {chains_text(chains)}.", card, count=1)
     card = _set_section(card, "## People's wording", _people_text(rephrased, freeform, test, chains,
                                                                   metrics["teacher"]))
     recipes = " then ".join(f"`{s['config_file']}`" for s in reader["stages"] if s.get("config_file"))

@@ -22,6 +22,7 @@ import tempfile
 import torch
 
 from reasonbrain.evaluation.synth_eval import (
+    chains_text,
     evaluate_chains,
     evaluate_ci_subset,
     evaluate_split,
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     size_mb = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(tmp) for f in fs) / 2**20
     card = CARD.format(
         table=markdown_table(test),
-        chains=" / ".join(f"{k}: {v:.1%}" for k, v in chains.items() if k.endswith("-step")),
+        chains=chains_text(chains),
         n_chains=chains["chains"],
         phases="\n".join(_phase_text(i + 2, p) for i, p in enumerate(phases)),
         recipes=" then ".join(f"`{p['config_file']}`" for p in phases),

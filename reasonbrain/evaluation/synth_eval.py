@@ -76,44 +76,84 @@ def evaluate_chains(pipe, data_dir: str, *, limit: int | None = None, seed: int 
                     num_inference_steps: int | None = None, progress: bool = True,
                     split: str | None = "test") -> dict[str, Any]:
     """Multi-hop: each step edits the model's own previous result; accuracy per hop count (as table A5), on the
-    chains of ``split`` (held-out ones by default; None: every chain, training ones included)."""
+    chains of ``split`` (held-out ones by default; None: every chain, training ones included). ``per_holdout``
+    splits it by chain: ``seen`` (no step holds anything out from training) and ``held out`` (any step has a
+    held-out template, or the scene a held-out kind x background combination)."""
     from reasonbrain.referring import ObjectNotInImageError
-    from reasonbrain.synthworld.accuracy import is_correct
+    from reasonbrain.synthworld.accuracy import holdout_group, is_correct
     from reasonbrain.synthworld.dataset import load_chains
 
     chains = [c for c in load_chains(data_dir) if split is None or c.split == split]
     if limit:
         chains = chains[:limit]
     by_depth: dict[int, list[bool]] = {}
+    by_group: dict[str, dict[int, list[bool]]] = {}
     for c_i, chain in enumerate(tqdm(chains, desc="edit chains", disable=not progress)):
         steps = chain.steps
+        group = by_group.setdefault(
+            "seen" if all(holdout_group(r) == "seen" for r in steps) else "held out", {})
         current: object = str(steps[0].path(steps[0].src_image))
         for depth, rec in enumerate(steps, 1):  # as pipe.chain, step by step: a refusal fails this step and later
             try:  # ones, and keeps the earlier steps' results
                 out = pipe(current, rec.instruction, seed=chain_seed(seed, c_i, depth),
                            num_inference_steps=num_inference_steps)
             except ObjectNotInImageError:
-                by_depth.setdefault(depth, []).append(False)
-                for later in range(depth + 1, len(steps) + 1):
+                for later in range(depth, len(steps) + 1):
                     by_depth.setdefault(later, []).append(False)
+                    group.setdefault(later, []).append(False)
                 break
             current = out.images[0]
-            by_depth.setdefault(depth, []).append(is_correct(current, rec.path(rec.tgt_image),
-                                                             [rec.path(a.image) for a in rec.alternatives]))
-    return {f"{d}-step": sum(v) / len(v) for d, v in sorted(by_depth.items())} | {
-        "chains": len(chains), "split": split, "count_per_depth": {d: len(v) for d, v in sorted(by_depth.items())}}
+            ok = is_correct(current, rec.path(rec.tgt_image), [rec.path(a.image) for a in rec.alternatives])
+            by_depth.setdefault(depth, []).append(ok)
+            group.setdefault(depth, []).append(ok)
+
+    def per_depth(hits: dict[int, list[bool]]) -> dict[str, float]:
+        return {f"{d}-step": sum(v) / len(v) for d, v in sorted(hits.items())}
+
+    return per_depth(by_depth) | {
+        "chains": len(chains), "split": split, "count_per_depth": {d: len(v) for d, v in sorted(by_depth.items())},
+        "per_holdout": {g: per_depth(by_group[g]) for g in ("seen", "held out") if g in by_group},
+        "count_per_holdout": {g: {d: len(v) for d, v in sorted(by_group[g].items())}
+                              for g in ("seen", "held out") if g in by_group}}
 
 
 def markdown_table(result: dict[str, Any]) -> str:
+    """The accuracy table per category, then (when the result has it) per what the records hold out from
+    training, then L1, PSNR and time per edit."""
     cats = result["per_category"]
     lines = ["| category | n | reasoning accuracy |", "|---|---:|---:|"]
     for c, acc in cats.items():
         lines.append(f"| {c} | {result['count_per_category'][c]} | {acc:.1%} |")
     lines.append(f"| **overall** | {result['n']} | **{result['accuracy']:.1%}** |")
     lines.append("")
+    if result.get("per_holdout"):
+        lines += ["| held out from training | n | reasoning accuracy |", "|---|---:|---:|"]
+        lines += [f"| {HOLDOUT_LABELS.get(g, g)} | {result['count_per_holdout'][g]} | {acc:.1%} |"
+                  for g, acc in result["per_holdout"].items()]
+        lines.append("")
     lines.append(f"L1 to target {result['l1']:.4f}, PSNR {result['psnr']:.2f} dB, "
                  f"{result['seconds_per_edit']:.3f} s per edit.")
     return "\n".join(lines)
+
+
+HOLDOUT_LABELS = {"seen": "nothing (template and kind x background seen in training)",
+                  "template": "the instruction template", "combo": "the kind x background combination",
+                  "template+combo": "both"}
+
+
+CHAIN_HOLDOUT_LABELS = {"seen": "chains holding nothing out from training",
+                        "held out": "chains with a held-out template or kind x background"}
+
+
+def chains_text(chains: dict[str, Any]) -> str:
+    """Chain accuracy per hop count, then per ``per_holdout`` group when the result has it (its chain count is
+    the number of its 1-step edits: every chain has a first step)."""
+    text = " / ".join(f"{k}: {v:.1%}" for k, v in chains.items() if k.endswith("-step"))
+    parts = []
+    for g, accs in chains.get("per_holdout", {}).items():
+        n = next(iter(chains["count_per_holdout"][g].values()), 0)
+        parts.append(f"{CHAIN_HOLDOUT_LABELS.get(g, g)} ({n}): " + " / ".join(f"{v:.1%}" for v in accs.values()))
+    return text + (f" ({'; '.join(parts)})" if parts else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown_table(result))
     if args.chains:
         result["chains"] = evaluate_chains(pipe, args.data_dir, limit=args.limit, num_inference_steps=args.steps)
-        print(json.dumps(result["chains"], indent=2))
+        print("chains:", chains_text(result["chains"]))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(result, f, indent=2)

@@ -87,6 +87,16 @@ def is_correct(edit: ImageLike, target: ImageLike, alternatives: Sequence[ImageL
     return all(d_target < float(np.abs(e - to_array(alt, res)).mean()) for alt in alternatives)
 
 
+HOLDOUT_GROUPS = ("seen", "template", "combo", "template+combo")
+
+
+def holdout_group(record) -> str:
+    """What a record holds out from training: ``seen`` (nothing), ``template`` (a held-out instruction template),
+    ``combo`` (an object kind on a held-out background) or ``template+combo``; one of ``HOLDOUT_GROUPS``."""
+    held = getattr(getattr(record, "record", record), "holdout", None) or []
+    return "+".join(g for g in ("template", "combo") if g in held) or "seen"
+
+
 def _images(record) -> tuple[ImageLike, list[ImageLike], str, str]:
     """(target, alternatives, category, id) of a SynthSample (in memory) or a SynthRecord (from disk)."""
     if hasattr(record, "record"):  # SynthSample
@@ -97,7 +107,8 @@ def _images(record) -> tuple[ImageLike, list[ImageLike], str, str]:
 
 
 def reasoning_accuracy(records: Sequence, edits: Mapping[str, ImageLike] | Sequence[ImageLike]) -> dict:
-    """Accuracy overall and per category, mean L1 and PSNR to target.
+    """Accuracy overall, per category and per ``holdout_group`` (what the records hold out from training), mean
+    L1 and PSNR to target.
 
     ``records``: SynthRecord (images read from their ``root``) or SynthSample objects. ``edits``: the
     edited images, aligned with ``records`` or keyed by record id.
@@ -105,6 +116,7 @@ def reasoning_accuracy(records: Sequence, edits: Mapping[str, ImageLike] | Seque
     if not isinstance(edits, Mapping) and len(edits) != len(records):
         raise ValueError(f"got {len(edits)} edits for {len(records)} records; align them or pass a dict id -> image")
     hits: dict[str, list[bool]] = {}
+    held: dict[str, list[bool]] = {}
     l1s, psnrs = [], []
     for i, rec in enumerate(records):
         target, alts, category, rid = _images(rec)
@@ -120,6 +132,7 @@ def reasoning_accuracy(records: Sequence, edits: Mapping[str, ImageLike] | Seque
         d_target = float(np.abs(e - t).mean())
         ok = all(d_target < float(np.abs(e - to_array(a, res)).mean()) for a in alts)
         hits.setdefault(category, []).append(ok)
+        held.setdefault(holdout_group(rec), []).append(ok)
         l1s.append(d_target)
         mse = float(((e - t) ** 2).mean())
         psnrs.append(PSNR_CAP if mse <= 10 ** (-PSNR_CAP / 10) else -10.0 * math.log10(mse))
@@ -130,6 +143,8 @@ def reasoning_accuracy(records: Sequence, edits: Mapping[str, ImageLike] | Seque
         "accuracy": float(np.mean(all_hits)) if n else float("nan"),
         "per_category": {c: float(np.mean(v)) for c, v in sorted(hits.items())},
         "count_per_category": {c: len(v) for c, v in sorted(hits.items())},
+        "per_holdout": {g: float(np.mean(held[g])) for g in HOLDOUT_GROUPS if g in held},
+        "count_per_holdout": {g: len(held[g]) for g in HOLDOUT_GROUPS if g in held},
         "l1": float(np.mean(l1s)) if n else float("nan"),
         "psnr": float(np.mean(psnrs)) if n else float("nan"),
     }
