@@ -20,14 +20,16 @@ logger = logging.getLogger(__name__)
 
 def evaluate_split(pipe, data_dir: str, split: str = "test", *, limit: int | None = None, seed: int = 0,
                    num_inference_steps: int | None = None, stride: int = 1, progress: bool = True,
-                   rephrase: bool = False) -> dict[str, Any]:
+                   rephrase: bool = False, settings: dict[str, Any] | None = None,
+                   per_record: bool = False) -> dict[str, Any]:
     """Edit every ``stride``-th record of ``split`` (up to ``limit``) and score reasoning accuracy.
 
     ``rephrase``: each record's instruction is replaced by ``synthworld.language.rephrase_record(..., split)`` (on
     the test split that draws on the held-out families). A "not in this picture" refusal counts as no change
-    (wrong); ``refused`` says how many."""
+    (wrong); ``refused`` says how many. ``settings``: more keyword arguments of each edit (``guidance_scale``,
+    ``image_guidance_scale``, ``scheduler``). ``per_record``: also ``hits``, record id -> right or not."""
     from reasonbrain.referring import ObjectNotInImageError
-    from reasonbrain.synthworld.accuracy import reasoning_accuracy
+    from reasonbrain.synthworld.accuracy import is_correct, reasoning_accuracy
     from reasonbrain.synthworld.dataset import load_split
     from reasonbrain.synthworld.language import rephrase_record
 
@@ -39,7 +41,8 @@ def evaluate_split(pipe, data_dir: str, split: str = "test", *, limit: int | Non
     for i, rec in enumerate(tqdm(records, desc=f"edit {split}", disable=not progress)):
         text = rephrase_record(rec, random.Random(f"{seed}:{rec.id}"), split=split) if rephrase else rec.instruction
         try:
-            out = pipe(str(rec.path(rec.src_image)), text, seed=seed + i, num_inference_steps=num_inference_steps)
+            out = pipe(str(rec.path(rec.src_image)), text, seed=seed + i, num_inference_steps=num_inference_steps,
+                       **(settings or {}))
             edits.append(out.images[0])
         except ObjectNotInImageError:
             refused += 1
@@ -50,6 +53,9 @@ def evaluate_split(pipe, data_dir: str, split: str = "test", *, limit: int | Non
     result["split"] = split
     result["refused"] = refused
     result["rephrased"] = rephrase
+    if per_record:
+        result["hits"] = {rec.id: is_correct(edit, rec.path(rec.tgt_image), [rec.path(a.image) for a in rec.alternatives])
+                          for rec, edit in zip(records, edits)}
     return result
 
 
@@ -74,11 +80,13 @@ def chain_seed(seed: int, chain_index: int, depth: int) -> int:
 
 def evaluate_chains(pipe, data_dir: str, *, limit: int | None = None, seed: int = 0,
                     num_inference_steps: int | None = None, progress: bool = True,
-                    split: str | None = "test") -> dict[str, Any]:
+                    split: str | None = "test", settings: dict[str, Any] | None = None,
+                    per_record: bool = False) -> dict[str, Any]:
     """Multi-hop: each step edits the model's own previous result; accuracy per hop count (as table A5), on the
     chains of ``split`` (held-out ones by default; None: every chain, training ones included). ``per_holdout``
     splits it by chain: ``seen`` (no step holds anything out from training) and ``held out`` (any step has a
-    held-out template, or the scene a held-out kind x background combination)."""
+    held-out template, or the scene a held-out kind x background combination). ``settings`` and ``per_record``
+    (``hits``: chain id -> one right-or-not per step) as in ``evaluate_split``."""
     from reasonbrain.referring import ObjectNotInImageError
     from reasonbrain.synthworld.accuracy import holdout_group, is_correct
     from reasonbrain.synthworld.dataset import load_chains
@@ -88,24 +96,28 @@ def evaluate_chains(pipe, data_dir: str, *, limit: int | None = None, seed: int 
         chains = chains[:limit]
     by_depth: dict[int, list[bool]] = {}
     by_group: dict[str, dict[int, list[bool]]] = {}
+    hits: dict[str, list[bool]] = {}
     for c_i, chain in enumerate(tqdm(chains, desc="edit chains", disable=not progress)):
         steps = chain.steps
+        chain_hits = hits.setdefault(chain.id, [])
         group = by_group.setdefault(
             "seen" if all(holdout_group(r) == "seen" for r in steps) else "held out", {})
         current: object = str(steps[0].path(steps[0].src_image))
         for depth, rec in enumerate(steps, 1):  # as pipe.chain, step by step: a refusal fails this step and later
             try:  # ones, and keeps the earlier steps' results
                 out = pipe(current, rec.instruction, seed=chain_seed(seed, c_i, depth),
-                           num_inference_steps=num_inference_steps)
+                           num_inference_steps=num_inference_steps, **(settings or {}))
             except ObjectNotInImageError:
                 for later in range(depth, len(steps) + 1):
                     by_depth.setdefault(later, []).append(False)
                     group.setdefault(later, []).append(False)
+                    chain_hits.append(False)
                 break
             current = out.images[0]
             ok = is_correct(current, rec.path(rec.tgt_image), [rec.path(a.image) for a in rec.alternatives])
             by_depth.setdefault(depth, []).append(ok)
             group.setdefault(depth, []).append(ok)
+            chain_hits.append(ok)
 
     def per_depth(hits: dict[int, list[bool]]) -> dict[str, float]:
         return {f"{d}-step": sum(v) / len(v) for d, v in sorted(hits.items())}
@@ -114,7 +126,7 @@ def evaluate_chains(pipe, data_dir: str, *, limit: int | None = None, seed: int 
         "chains": len(chains), "split": split, "count_per_depth": {d: len(v) for d, v in sorted(by_depth.items())},
         "per_holdout": {g: per_depth(by_group[g]) for g in ("seen", "held out") if g in by_group},
         "count_per_holdout": {g: {d: len(v) for d, v in sorted(by_group[g].items())}
-                              for g in ("seen", "held out") if g in by_group}}
+                              for g in ("seen", "held out") if g in by_group}} | ({"hits": hits} if per_record else {})
 
 
 def markdown_table(result: dict[str, Any]) -> str:
