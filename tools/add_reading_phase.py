@@ -192,7 +192,7 @@ def reading_card(card: str, metrics: dict) -> str:
                   count=1, flags=re.S)
     card = re.sub(r"Multi-hop chains \(each step edits the model's own previous output; \d+ [^)]*chains\): [^\n]*\.",
                   lambda m: f"Multi-hop chains (each step edits the model's own previous output; {chains['chains']} "
-                  f"held-out test-split chains): {chains_text(chains)}.", card, count=1)
+                  f"test-split chains): {chains_text(chains)}.", card, count=1)
     card = _set_section(card, "## People's wording", _people_text(rephrased, freeform, test, chains,
                                                                   metrics["teacher"]))
     recipes = " then ".join(f"`{s['config_file']}`" for s in reader["stages"] if s.get("config_file"))

@@ -318,7 +318,7 @@ outcome (wrong object changed, wrong state, no change).
 
 {table}
 
-Multi-hop chains (each step edits the model's own previous output; {n_chains} held-out test-split chains): {chains}.
+Multi-hop chains (each step edits the model's own previous output; {n_chains} test-split chains): {chains}.
 
 ## Miniature table 4 (component ablation, one training budget)
 {ablation}
