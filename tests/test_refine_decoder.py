@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -75,6 +76,7 @@ def test_oracle_report_matches_the_accuracy_rule(world):
             hits.append(is_correct(y.numpy(), rec.path(rec.tgt_image), [rec.path(a.image) for a in rec.alternatives]))
     assert report["oracle_accuracy"] == round(sum(hits) / len(hits), 4)
     assert set(report["oracle_per_transformation"]) == {r.transformation for r in records}
+    assert report["oracle_per_holdout"] == {"seen": report["oracle_accuracy"]}  # validation holds nothing out
     assert 0 < report["recon_l1"] < 0.05  # the bundled VAE reconstructs the world closely
 
 
@@ -106,3 +108,22 @@ def test_refinement_keeps_the_encoder_and_the_rest_of_the_checkpoint(world, tmp_
 def test_cli_refuses_a_folder_without_a_vae(world, tmp_path):
     with pytest.raises(FileNotFoundError, match="no vae/ folder"):
         main(["--checkpoint", str(tmp_path), "--data-dir", world, "--out", str(tmp_path / "o"), "--steps", "1"])
+
+
+def test_cli_oracle_only_reports_a_split_per_holdout_group(tmp_path, capsys):
+    """--oracle-only prints oracle_report's JSON for a split (here a test split, whose records hold templates and
+    kind x background pairings out) and trains nothing; training without --out is refused."""
+    from reasonbrain.synthworld.accuracy import holdout_group
+
+    write_dataset(tmp_path / "w", n=24, seed=5, resolution=64, n_chains=0, workers=1, progress=False,
+                  split_fractions=(0.0, 0.0, 1.0))
+    assert main(["--checkpoint", default_checkpoint(), "--data-dir", str(tmp_path / "w"), "--oracle-only", "test"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    vae = AutoencoderKL.from_pretrained(os.path.join(default_checkpoint(), "vae"))
+    assert report == oracle_report(vae, str(tmp_path / "w"), "test", resolution=64)
+    groups = Counter(holdout_group(r) for r in load_split(tmp_path / "w", "test"))
+    assert set(report["oracle_per_holdout"]) == set(groups) and len(groups) >= 3
+    weighted = sum(report["oracle_per_holdout"][g] * n for g, n in groups.items()) / sum(groups.values())
+    assert weighted == pytest.approx(report["oracle_accuracy"], abs=1e-3)
+    with pytest.raises(SystemExit):
+        main(["--checkpoint", default_checkpoint(), "--data-dir", str(tmp_path / "w")])

@@ -93,7 +93,8 @@ HOLDOUT_GROUPS = ("seen", "template", "combo", "template+combo")
 def holdout_group(record) -> str:
     """What a record holds out from training: ``seen`` (nothing), ``template`` (a held-out instruction template),
     ``combo`` (an object kind on a held-out background) or ``template+combo``; one of ``HOLDOUT_GROUPS``."""
-    held = getattr(getattr(record, "record", record), "holdout", None) or []
+    inner = getattr(record, "record", record)  # a SynthSample's record, a SynthRecord, or a Reason50K record
+    held = getattr(inner, "holdout", None) or (getattr(inner, "extra", None) or {}).get("holdout") or []
     return "+".join(g for g in ("template", "combo") if g in held) or "seen"
 
 

@@ -112,16 +112,17 @@ def trainable_decoder_parameters(vae) -> list[torch.nn.Parameter]:
 def oracle_report(vae, data_dir: str, split: str = "val", *, resolution: int, n: int | None = None,
                   batch_size: int = 64) -> dict[str, Any]:
     """The split's targets through ``vae`` (encoder mode, then decoder): mean L1 to target on [0, 1] and, on synth
-    data, the *oracle* reasoning accuracy overall and per transformation (the ceiling the VAE puts on edits)."""
+    data, the *oracle* reasoning accuracy overall, per transformation and per ``holdout_group`` (the ceiling the VAE
+    puts on edits)."""
     import numpy as np
 
-    from reasonbrain.synthworld.accuracy import is_correct
+    from reasonbrain.synthworld.accuracy import HOLDOUT_GROUPS, holdout_group, is_correct
 
     records = read_split(os.path.join(data_dir, f"{split}.jsonl"))[:n]
     root = os.path.abspath(data_dir)
     synth = "alternatives" in records[0].extra if records else False
     param = next(vae.parameters())
-    l1s, by_transformation = [], defaultdict(list)
+    l1s, by_transformation, by_holdout = [], defaultdict(list), defaultdict(list)
     was_training = vae.training
     vae.eval()
     for start in range(0, len(records), batch_size):
@@ -135,8 +136,9 @@ def oracle_report(vae, data_dir: str, split: str = "val", *, resolution: int, n:
             l1s.append(float(np.abs(recon - target).mean()))
             if synth:  # alternatives' paths are relative to the split's folder, as the images' are
                 alternatives = [os.path.join(root, a["image"]) for a in rec.extra["alternatives"]]
-                by_transformation[rec.extra.get("transformation", "?")].append(
-                    bool(is_correct(recon, target, alternatives)))
+                ok = bool(is_correct(recon, target, alternatives))
+                by_transformation[rec.extra.get("transformation", "?")].append(ok)
+                by_holdout[holdout_group(rec)].append(ok)
     vae.train(was_training)
     report: dict[str, Any] = {"n": len(records), "recon_l1": round(float(np.mean(l1s)), 5) if l1s else None}
     if by_transformation:
@@ -144,6 +146,8 @@ def oracle_report(vae, data_dir: str, split: str = "val", *, resolution: int, n:
         report["oracle_accuracy"] = round(sum(hits) / len(hits), 4)
         report["oracle_per_transformation"] = {k: round(sum(v) / len(v), 4)
                                                for k, v in sorted(by_transformation.items())}
+        report["oracle_per_holdout"] = {g: round(sum(by_holdout[g]) / len(by_holdout[g]), 4)
+                                        for g in HOLDOUT_GROUPS if g in by_holdout}
     return report
 
 
@@ -234,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", required=True, help="an exported checkpoint folder (with vae/)")
     ap.add_argument("--data-dir", required=True, help="Reason50K-format data with train.jsonl and val.jsonl")
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", help="the run folder (required unless --oracle-only)")
     defaults = RefineConfig(checkpoint="", data_dir="", out="")
     for name in ("steps", "batch_size", "learning_rate", "warmup_steps", "edit_weight", "change_threshold", "dilate",
                  "latent_noise", "noisy_share", "val_every", "val_samples", "max_train_records", "seed"):
@@ -242,9 +246,20 @@ def main(argv: list[str] | None = None) -> int:
         kind = float if isinstance(value, float) else int
         ap.add_argument("--" + name.replace("_", "-"), type=kind, default=value)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--oracle-only", metavar="SPLIT",
+                    help="print the checkpoint's oracle report on SPLIT as JSON and stop (no training)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    summary = refine_decoder(RefineConfig(**vars(args)))
+    if args.oracle_only:
+        from diffusers import AutoencoderKL
+
+        vae = AutoencoderKL.from_pretrained(os.path.join(args.checkpoint, VAE_FOLDER)).to(args.device)
+        report = oracle_report(vae, args.data_dir, args.oracle_only, resolution=int(vae.config.sample_size))
+        print(json.dumps(report, indent=2))
+        return 0
+    if not args.out:
+        ap.error("--out is required to train")
+    summary = refine_decoder(RefineConfig(**{k: v for k, v in vars(args).items() if k != "oracle_only"}))
     before, after = summary["validation_before"], summary["validation_after"]
     print(f"validation oracle {before.get('oracle_accuracy')} -> {after.get('oracle_accuracy')}, "
           f"L1 {before['recon_l1']} -> {after['recon_l1']} (step {summary['chosen_step']})")
