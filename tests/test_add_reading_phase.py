@@ -3,12 +3,13 @@ its weights are the checkpoint's own, and the card and metrics say what it does 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
 
 import pytest
+
+from .scripts import load_script
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -30,10 +31,7 @@ Checkpoint size 1.0 MB.
 
 
 def load_tool():
-    spec = importlib.util.spec_from_file_location("add_reading_phase", REPO / "tools" / "add_reading_phase.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/add_reading_phase.py")
 
 
 def shipped(root: Path) -> Path:

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from .scripts import load_script
+
 REPO = Path(__file__).resolve().parent.parent
 
 
 def load_tool():
-    spec = importlib.util.spec_from_file_location("export_synth_checkpoint",
-                                                  REPO / "tools" / "export_synth_checkpoint.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/export_synth_checkpoint.py")
 
 
 def fake_run(root: Path, name: str, wall_s: float, init: str | None, **extra) -> str:

@@ -3,10 +3,8 @@ relies on: batched MLLM text generation, fused LoRA, model CPU offload, detailed
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import PIL.Image
@@ -21,17 +19,14 @@ from reasonbrain.pipelines.pipeline_reasonbrain import (
 )
 
 from .contracts import assert_model_cpu_offload
+from .scripts import load_script
 
-ROOT = Path(__file__).resolve().parents[1]
 INSTRUCTION = "What would happen if the ice cube were left in the sun?"
 
 
 @pytest.fixture(scope="module")
 def gpu_edit():
-    spec = importlib.util.spec_from_file_location("gpu_edit", ROOT / "benchmarks" / "gpu_edit.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/gpu_edit.py")
 
 
 def image(size: int = 64) -> PIL.Image.Image:

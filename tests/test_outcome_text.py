@@ -16,6 +16,8 @@ from reasonbrain.synthworld.dataset import generate_sample, sample_matching
 from reasonbrain.synthworld.outcome import outcome_text, read_outcome, score_outcome
 from tests.conftest import pipeline_for, tiny_config
 
+from .scripts import load_script
+
 TABLE = "wordllama-l2-supercat-256"
 SENTENCE = "the green apple on the left becomes a rotten, shrivelled brown apple"
 ADAPTER = {"r": 8, "alpha": 16}
@@ -297,12 +299,7 @@ def test_training_script_writes_a_pipeline_folder_and_resumes(tmp_path, capsys):
                                                         num_inference_steps=2)
     assert np.array_equal(np.asarray(a.images[0]), np.asarray(b.images[0]))  # training left the edit alone
 
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "outcome_eval", os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks", "outcome_eval.py"))
-    outcome_eval = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(outcome_eval)
+    outcome_eval = load_script("benchmarks/outcome_eval.py")
     capsys.readouterr()
     assert outcome_eval.main(["--checkpoint", str(out), "--data-dir", str(tmp_path / "data"), "--limit", "3",
                               "--threads", "1", "--json-out", str(tmp_path / "eval.json")]) == 0

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 from argparse import Namespace
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -12,15 +10,12 @@ import pytest
 from reasonbrain.image_io import load_image
 from reasonbrain.synthworld.dataset import load_chains, load_split, write_dataset
 
-ROOT = Path(__file__).resolve().parents[1]
+from .scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("sampler_settings", ROOT / "benchmarks" / "sampler_settings.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/sampler_settings.py")
 
 
 def test_rows_change_one_default_at_a_time(bench):
