@@ -198,6 +198,9 @@ def test_reasoning_accuracy_per_holdout(samples):
     assert result["per_holdout"] == {"seen": 1.0, "template": 0.0, "combo": 1.0, "template+combo": 0.0}
     assert result["count_per_holdout"] == {g: groups[g] for g in HOLDOUT_GROUPS}
     assert result["accuracy"] == pytest.approx((groups["seen"] + groups["combo"]) / len(samples))
+    assert "hits" not in result
+    hits = reasoning_accuracy(samples, edits, per_record=True)["hits"]
+    assert hits == {s.record.id: holdout_group(s) in ("seen", "combo") for s in samples}
     table = markdown_table({**result, "seconds_per_edit": 0.5})
     assert f"| the instruction template | {groups['template']} | 0.0% |" in table
     assert f"| nothing (template and kind x background seen in training) | {groups['seen']} | 100.0% |" in table

@@ -29,7 +29,7 @@ def evaluate_split(pipe, data_dir: str, split: str = "test", *, limit: int | Non
     (wrong); ``refused`` says how many. ``settings``: more keyword arguments of each edit (``guidance_scale``,
     ``image_guidance_scale``, ``scheduler``). ``per_record``: also ``hits``, record id -> right or not."""
     from reasonbrain.referring import ObjectNotInImageError
-    from reasonbrain.synthworld.accuracy import is_correct, reasoning_accuracy
+    from reasonbrain.synthworld.accuracy import reasoning_accuracy
     from reasonbrain.synthworld.dataset import load_split
     from reasonbrain.synthworld.language import rephrase_record
 
@@ -48,14 +48,11 @@ def evaluate_split(pipe, data_dir: str, split: str = "test", *, limit: int | Non
             refused += 1
             edits.append(rec.load_image("src"))
     seconds = time.perf_counter() - start
-    result = reasoning_accuracy(records, edits)
+    result = reasoning_accuracy(records, edits, per_record=per_record)
     result["seconds_per_edit"] = seconds / max(len(records), 1)
     result["split"] = split
     result["refused"] = refused
     result["rephrased"] = rephrase
-    if per_record:
-        result["hits"] = {rec.id: is_correct(edit, rec.path(rec.tgt_image), [rec.path(a.image) for a in rec.alternatives])
-                          for rec, edit in zip(records, edits)}
     return result
 
 
@@ -80,13 +77,12 @@ def chain_seed(seed: int, chain_index: int, depth: int) -> int:
 
 def evaluate_chains(pipe, data_dir: str, *, limit: int | None = None, seed: int = 0,
                     num_inference_steps: int | None = None, progress: bool = True,
-                    split: str | None = "test", settings: dict[str, Any] | None = None,
-                    per_record: bool = False) -> dict[str, Any]:
+                    split: str | None = "test", settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Multi-hop: each step edits the model's own previous result; accuracy per hop count (as table A5), on the
     chains of ``split`` (held-out ones by default; None: every chain, training ones included). ``per_holdout``
     splits it by chain: ``seen`` (no step holds anything out from training) and ``held out`` (any step has a
-    held-out template, or the scene a held-out kind x background combination). ``settings`` and ``per_record``
-    (``hits``: chain id -> one right-or-not per step) as in ``evaluate_split``."""
+    held-out template, or the scene a held-out kind x background combination). ``settings`` as in
+    ``evaluate_split``."""
     from reasonbrain.referring import ObjectNotInImageError
     from reasonbrain.synthworld.accuracy import holdout_group, is_correct
     from reasonbrain.synthworld.dataset import load_chains
@@ -96,10 +92,8 @@ def evaluate_chains(pipe, data_dir: str, *, limit: int | None = None, seed: int 
         chains = chains[:limit]
     by_depth: dict[int, list[bool]] = {}
     by_group: dict[str, dict[int, list[bool]]] = {}
-    hits: dict[str, list[bool]] = {}
     for c_i, chain in enumerate(tqdm(chains, desc="edit chains", disable=not progress)):
         steps = chain.steps
-        chain_hits = hits.setdefault(chain.id, [])
         group = by_group.setdefault(
             "seen" if all(holdout_group(r) == "seen" for r in steps) else "held out", {})
         current: object = str(steps[0].path(steps[0].src_image))
@@ -111,22 +105,20 @@ def evaluate_chains(pipe, data_dir: str, *, limit: int | None = None, seed: int 
                 for later in range(depth, len(steps) + 1):
                     by_depth.setdefault(later, []).append(False)
                     group.setdefault(later, []).append(False)
-                    chain_hits.append(False)
                 break
             current = out.images[0]
             ok = is_correct(current, rec.path(rec.tgt_image), [rec.path(a.image) for a in rec.alternatives])
             by_depth.setdefault(depth, []).append(ok)
             group.setdefault(depth, []).append(ok)
-            chain_hits.append(ok)
 
-    def per_depth(hits: dict[int, list[bool]]) -> dict[str, float]:
-        return {f"{d}-step": sum(v) / len(v) for d, v in sorted(hits.items())}
+    def per_depth(results: dict[int, list[bool]]) -> dict[str, float]:
+        return {f"{d}-step": sum(v) / len(v) for d, v in sorted(results.items())}
 
+    groups = [g for g in CHAIN_HOLDOUT_LABELS if g in by_group]
     return per_depth(by_depth) | {
         "chains": len(chains), "split": split, "count_per_depth": {d: len(v) for d, v in sorted(by_depth.items())},
-        "per_holdout": {g: per_depth(by_group[g]) for g in ("seen", "held out") if g in by_group},
-        "count_per_holdout": {g: {d: len(v) for d, v in sorted(by_group[g].items())}
-                              for g in ("seen", "held out") if g in by_group}} | ({"hits": hits} if per_record else {})
+        "per_holdout": {g: per_depth(by_group[g]) for g in groups},
+        "count_per_holdout": {g: {d: len(v) for d, v in sorted(by_group[g].items())} for g in groups}}
 
 
 def markdown_table(result: dict[str, Any]) -> str:

@@ -107,9 +107,10 @@ def _images(record) -> tuple[ImageLike, list[ImageLike], str, str]:
             record.category, record.id)
 
 
-def reasoning_accuracy(records: Sequence, edits: Mapping[str, ImageLike] | Sequence[ImageLike]) -> dict:
+def reasoning_accuracy(records: Sequence, edits: Mapping[str, ImageLike] | Sequence[ImageLike], *,
+                       per_record: bool = False) -> dict:
     """Accuracy overall, per category and per ``holdout_group`` (what the records hold out from training), mean
-    L1 and PSNR to target.
+    L1 and PSNR to target; with ``per_record`` also ``hits``, record id -> right or not.
 
     ``records``: SynthRecord (images read from their ``root``) or SynthSample objects. ``edits``: the
     edited images, aligned with ``records`` or keyed by record id.
@@ -118,6 +119,7 @@ def reasoning_accuracy(records: Sequence, edits: Mapping[str, ImageLike] | Seque
         raise ValueError(f"got {len(edits)} edits for {len(records)} records; align them or pass a dict id -> image")
     hits: dict[str, list[bool]] = {}
     held: dict[str, list[bool]] = {}
+    by_id: dict[str, bool] = {}
     l1s, psnrs = [], []
     for i, rec in enumerate(records):
         target, alts, category, rid = _images(rec)
@@ -134,12 +136,13 @@ def reasoning_accuracy(records: Sequence, edits: Mapping[str, ImageLike] | Seque
         ok = all(d_target < float(np.abs(e - to_array(a, res)).mean()) for a in alts)
         hits.setdefault(category, []).append(ok)
         held.setdefault(holdout_group(rec), []).append(ok)
+        by_id[rid] = ok
         l1s.append(d_target)
         mse = float(((e - t) ** 2).mean())
         psnrs.append(PSNR_CAP if mse <= 10 ** (-PSNR_CAP / 10) else -10.0 * math.log10(mse))
     n = len(l1s)
     all_hits = [h for v in hits.values() for h in v]
-    return {
+    result = {
         "n": n,
         "accuracy": float(np.mean(all_hits)) if n else float("nan"),
         "per_category": {c: float(np.mean(v)) for c, v in sorted(hits.items())},
@@ -149,3 +152,6 @@ def reasoning_accuracy(records: Sequence, edits: Mapping[str, ImageLike] | Seque
         "l1": float(np.mean(l1s)) if n else float("nan"),
         "psnr": float(np.mean(psnrs)) if n else float("nan"),
     }
+    if per_record:
+        result["hits"] = by_id
+    return result
